@@ -1,0 +1,63 @@
+"""The `livecommerce` command. Each sub-package registers its own sub-commands; this module only
+parses arguments, loads the settings once and turns user-facing errors into a message and exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pipeline.errors import UserFacingError
+from pipeline.settings import Settings, SettingsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livecommerce",
+        description="Live-commerce metrics pipeline: local services, the worker, migrations and tools.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Imported here so that `livecommerce --help` stays fast and each command owns its parser.
+    from pipeline.local import cli as local_cli
+
+    local_cli.register(sub)
+    for name in ("pipeline.app_cli", "pipeline.clickhouse.cli", "load_tests.cli"):
+        module = _optional(name)
+        if module is not None:
+            module.register(sub)
+    return parser
+
+
+def _optional(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"livecommerce: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args, settings) or 0)
+    except UserFacingError as exc:
+        print(f"livecommerce {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

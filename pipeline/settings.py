@@ -1,0 +1,167 @@
+"""The one typed settings object, read once from environment variables.
+
+Every variable is documented in the README's configuration table; keep the two in step.
+A bad value fails at start with a `SettingsError` that names the variable. Secrets
+(`CLICKHOUSE_PASSWORD`) are held in a field excluded from `repr` so they never reach a log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    views: str = "live.views"
+    clicks: str = "live.clicks"
+    orders: str = "live.orders"
+    deadletter: str = "live.deadletter"
+    late: str = "live.late"
+    milestones: str = "live.milestones"
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        return (self.views, self.clicks, self.orders)
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    clickhouse_url: str = "http://127.0.0.1:8123"
+    clickhouse_database: str = "livecommerce"
+    clickhouse_user: str = "default"
+    clickhouse_password: str = field(default="", repr=False)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    app_id: str = "livecommerce"
+    topics: Topics = field(default_factory=Topics)
+    topic_partitions: int = 12
+    max_clock_skew_ms: int = 5 * 60 * 1000
+    window_ms: int = 60_000
+    allowed_lateness_ms: int = 120_000
+    dedup_horizon_ms: int = 10 * 60 * 1000
+    local_dir: Path = PROJECT_ROOT / ".local"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default `os.environ`); raise `SettingsError` on a bad value."""
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        topics = Topics(
+            views=r.name("TOPIC_VIEWS", Topics.views),
+            clicks=r.name("TOPIC_CLICKS", Topics.clicks),
+            orders=r.name("TOPIC_ORDERS", Topics.orders),
+            deadletter=r.name("TOPIC_DEADLETTER", Topics.deadletter),
+            late=r.name("TOPIC_LATE", Topics.late),
+            milestones=r.name("TOPIC_MILESTONES", Topics.milestones),
+        )
+        window_ms = r.integer("WINDOW_SECONDS", 60, minimum=1) * 1000
+        lateness_ms = r.integer("ALLOWED_LATENESS_SECONDS", 120, minimum=0) * 1000
+        horizon_default = max(600, (window_ms + lateness_ms) // 1000)
+        horizon_ms = r.integer("DEDUP_HORIZON_SECONDS", horizon_default, minimum=1) * 1000
+        if horizon_ms < window_ms + lateness_ms:
+            raise SettingsError(
+                "DEDUP_HORIZON_SECONDS must be at least WINDOW_SECONDS + ALLOWED_LATENESS_SECONDS "
+                f"({(window_ms + lateness_ms) // 1000}), got {horizon_ms // 1000}"
+            )
+        return cls(
+            kafka_bootstrap_servers=r.bootstrap("KAFKA_BOOTSTRAP_SERVERS", cls.kafka_bootstrap_servers),
+            clickhouse_url=r.url("CLICKHOUSE_URL", cls.clickhouse_url),
+            clickhouse_database=r.name("CLICKHOUSE_DATABASE", cls.clickhouse_database),
+            clickhouse_user=r.text("CLICKHOUSE_USER", cls.clickhouse_user),
+            clickhouse_password=env.get("CLICKHOUSE_PASSWORD", ""),
+            web_host=r.text("WEB_HOST", cls.web_host),
+            web_port=r.integer("WEB_PORT", cls.web_port, minimum=1, maximum=65535),
+            app_id=r.name("APP_ID", cls.app_id),
+            topics=topics,
+            topic_partitions=r.integer("TOPIC_PARTITIONS", cls.topic_partitions, minimum=1),
+            max_clock_skew_ms=r.integer("MAX_CLOCK_SKEW_SECONDS", 300, minimum=0) * 1000,
+            window_ms=window_ms,
+            allowed_lateness_ms=lateness_ms,
+            dedup_horizon_ms=horizon_ms,
+            local_dir=Path(env.get("LIVECOMMERCE_LOCAL_DIR") or cls.local_dir).resolve(),
+            log_level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        )
+
+
+class _Reader:
+    """Parses one variable at a time and names it in every error."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def _raw(self, var: str) -> str | None:
+        value = self.env.get(var)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def text(self, var: str, default: str) -> str:
+        value = self._raw(var)
+        return default if value is None else value
+
+    def name(self, var: str, default: str) -> str:
+        value = self.text(var, default)
+        if not all(c.isalnum() or c in "._-" for c in value):
+            raise SettingsError(f"{var} must contain only letters, digits, '.', '_' or '-', got {value!r}")
+        return value
+
+    def integer(self, var: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
+        raw = self._raw(var)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{var} must be an integer, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{var} must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{var} must be <= {maximum}, got {value}")
+        return value
+
+    def choice(self, var: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(var, default).lower()
+        if value not in choices:
+            raise SettingsError(f"{var} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def bootstrap(self, var: str, default: str) -> str:
+        value = self.text(var, default)
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise SettingsError(f"{var} must be a comma-separated list of host:port, got {value!r}")
+        return value
+
+    def url(self, var: str, default: str) -> str:
+        value = self.text(var, default)
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise SettingsError(f"{var} must be an http:// or https:// URL, got {redact_url(value)!r}")
+        if parts.password:
+            raise SettingsError(f"{var} must not carry a password; use CLICKHOUSE_PASSWORD")
+        return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user-info removed, safe for logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
