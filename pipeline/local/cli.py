@@ -1,0 +1,164 @@
+"""`livecommerce kafka|clickhouse start|status|stop`: the local services for development and tests.
+
+Each handler is `func(args, settings) -> exit code`. Exit codes: 0 done (or already in the asked
+state), 3 from `status` when the service is down, and `UserFacingError` (-> 1) for anything the
+operator must fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipeline.local.clickhouse import LocalClickHouse
+from pipeline.local.kafka import LocalKafka
+from pipeline.local.kafka_jars import KAFKA_VERSION, default_lib_dir
+from pipeline.local.service import LocalService
+from pipeline.settings import Settings
+
+EXIT_DOWN = 3
+
+Factory = Callable[[argparse.Namespace, Settings], LocalService]
+
+
+def _kafka(args: argparse.Namespace, settings: Settings) -> LocalKafka:
+    # Default port: the one KAFKA_BOOTSTRAP_SERVERS points at (9092 unless configured).
+    port = args.port or int(settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")[2])
+    return LocalKafka(
+        directory=args.dir or settings.local_dir / "kafka",
+        lib_dir=args.lib_dir or default_lib_dir(settings.local_dir),
+        port=port,
+        controller_port=args.controller_port,
+    )
+
+
+def _clickhouse(args: argparse.Namespace, settings: Settings) -> LocalClickHouse:
+    # Default HTTP port: the one CLICKHOUSE_URL points at (8123 unless configured).
+    http_port = args.http_port or urlsplit(settings.clickhouse_url).port or 8123
+    return LocalClickHouse(
+        directory=args.dir or settings.local_dir / "clickhouse",
+        http_port=http_port,
+        tcp_port=args.tcp_port or 9000,
+    )
+
+
+def _start(factory: Factory, args: argparse.Namespace, settings: Settings) -> int:
+    service = factory(args, settings)
+    pid = service.running_pid()
+    if pid is not None:
+        print(f"{service.name}: already running (pid {pid}, {service.status().endpoint})")
+        return 0
+    print(f"{service.name}: starting on {service.endpoint} ...", flush=True)
+    service.start()
+    status = service.status()
+    print(f"{service.name}: up at {status.endpoint} (pid {status.pid}); log: {status.log_path}")
+    return 0
+
+
+def _status(factory: Factory, args: argparse.Namespace, settings: Settings) -> int:
+    status = factory(args, settings).status()
+    if status.up:
+        print(f"{status.name}: up (pid {status.pid}, {status.endpoint}); log: {status.log_path}")
+        return 0
+    print(f"{status.name}: down; log: {status.log_path}")
+    return EXIT_DOWN
+
+
+def _stop(factory: Factory, args: argparse.Namespace, settings: Settings) -> int:
+    service = factory(args, settings)
+    pid = service.running_pid()
+    if pid is None or not service.stop():
+        print(f"{service.name}: not running")
+        return 0
+    print(f"{service.name}: stopped (pid {pid})")
+    return 0
+
+
+def _add_lifecycle(
+    sub: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    description: str,
+    factory: Factory,
+    add_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    parser = sub.add_parser(name, help=summary, description=description)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    helps = {
+        "start": (
+            _start,
+            f"Start {name} in the background; return once it answers clients. Harmless if it already runs.",
+        ),
+        "status": (_status, f"Print whether {name} runs (pid, address, log); exit 0 if up, 3 if down."),
+        "stop": (_stop, f"Stop {name} (SIGTERM, SIGKILL after a timeout) and remove its pidfile."),
+    }
+    for action, (handler, text) in helps.items():
+        child = actions.add_parser(action, help=text, description=text)
+        child.add_argument(
+            "--dir",
+            type=Path,
+            default=None,
+            help=f"data, logs and pidfile directory (default: $LIVECOMMERCE_LOCAL_DIR/{name}, .local/{name})",
+        )
+        if action == "start":
+            add_options(child)
+        else:
+            # status/stop find the process through the pidfile in --dir; ports are not needed.
+            child.set_defaults(
+                **{opt: None for opt in ("port", "controller_port", "lib_dir", "http_port", "tcp_port")}
+            )
+        child.set_defaults(func=lambda args, settings, h=handler: h(factory, args, settings))
+
+
+def _kafka_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="PLAINTEXT client port on 127.0.0.1 (default: the port of KAFKA_BOOTSTRAP_SERVERS, 9092)",
+    )
+    parser.add_argument(
+        "--controller-port", type=int, default=None, help="KRaft controller port (default: --port + 1)"
+    )
+    parser.add_argument(
+        "--lib-dir",
+        type=Path,
+        default=None,
+        help=f"where the Kafka jars are cached (default: $LIVECOMMERCE_LOCAL_DIR/kafka-lib/{KAFKA_VERSION})",
+    )
+
+
+def _clickhouse_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="HTTP port on 127.0.0.1 (default: the port of CLICKHOUSE_URL, 8123)",
+    )
+    parser.add_argument(
+        "--tcp-port", type=int, default=None, help="native TCP port on 127.0.0.1 (default: 9000)"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `kafka` and `clickhouse` commands to the top-level parser."""
+    _add_lifecycle(
+        subparsers,
+        "kafka",
+        "start, inspect or stop the local Kafka broker",
+        f"Local Apache Kafka {KAFKA_VERSION} broker (single-node KRaft on 127.0.0.1). "
+        "The first start fetches the broker's jars from Maven Central with mvn; it needs java on PATH.",
+        _kafka,
+        _kafka_options,
+    )
+    _add_lifecycle(
+        subparsers,
+        "clickhouse",
+        "start, inspect or stop the local ClickHouse server",
+        "Local ClickHouse server (the chdb-core engine serving the HTTP and native TCP protocols on "
+        "127.0.0.1, without authentication). Data persists in --dir across restarts.",
+        _clickhouse,
+        _clickhouse_options,
+    )
