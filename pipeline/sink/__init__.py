@@ -1,0 +1,20 @@
+"""Batching writer from the stream to ClickHouse: `Writer` protocol, `ClickHouseWriter`, `ListWriter`,
+`BatchingSink` (size/time batches, retry with backoff, backpressure, commit-after-write), and the row
+contracts of the three tables the stream writes (`tables`)."""
+
+from pipeline.sink.batching import BatchingSink, SinkFailed, SinkStats
+from pipeline.sink.policy import BULK, DEFAULT_RETRY, ONCE_PER_SECOND, FlushPolicy, RetryPolicy
+from pipeline.sink.writer import ListWriter, Writer
+
+__all__ = [
+    "BULK",
+    "DEFAULT_RETRY",
+    "ONCE_PER_SECOND",
+    "BatchingSink",
+    "FlushPolicy",
+    "ListWriter",
+    "RetryPolicy",
+    "SinkFailed",
+    "SinkStats",
+    "Writer",
+]

@@ -1,0 +1,238 @@
+"""BatchingSink: buffers rows for one table, writes them in batches, retries, applies backpressure.
+
+Contract:
+- `await put(rows, position)` returns once the rows are buffered; it waits first while the buffer holds
+  `policy.max_buffered_rows` or more (backpressure). It never writes itself and never blocks the loop.
+- A background task writes batches of at most `policy.max_rows`, when that many are buffered or the
+  oldest row is `policy.max_seconds` old. Rows stay buffered until their batch is written; a failed
+  write is retried with the same rows and the same dedup token (so a write that in fact landed is not
+  stored twice), with capped exponential backoff, forever unless `retry.max_attempts` is set.
+- `await flush()` returns only when every row put before the call is written: call it before
+  committing Kafka offsets. `written_position` / `on_written` give the highest Kafka offsets whose
+  rows are all written, for callers that commit progressively instead.
+- `stats` holds plain counters for metrics (the caller exports them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.sink.policy import DEFAULT_RETRY, ONCE_PER_SECOND, FlushPolicy, RetryPolicy
+from pipeline.sink.writer import Writer
+
+log = logging.getLogger(__name__)
+
+Position = Mapping[tuple[str, int], int]  # (topic, partition) -> offset
+
+
+@dataclass
+class SinkStats:
+    rows_written: int = 0
+    batches_written: int = 0
+    retries: int = 0
+    errors: int = 0
+    last_insert_seconds: float | None = None
+    last_error: str | None = None
+    backpressure: bool = False
+    buffered_rows: int = 0
+    reachable: bool | None = None
+
+
+class SinkFailed(RuntimeError):
+    """The sink gave up on a batch (only with `retry.max_attempts`) or its task died."""
+
+
+class BatchingSink:
+    def __init__(
+        self,
+        writer: Writer,
+        table: str,
+        columns: Sequence[str],
+        *,
+        policy: FlushPolicy = ONCE_PER_SECOND,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        convert: Callable[[Any], tuple] | None = None,
+        on_written: Callable[[dict[tuple[str, int], int]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.writer, self.table, self.columns = writer, table, tuple(columns)
+        self.policy, self.retry = policy, retry
+        self._convert, self._on_written, self._clock = convert, on_written, clock
+        self.stats = SinkStats()
+        self.written_position: dict[tuple[str, int], int] = {}
+        self._buffer: list[tuple] = []
+        self._put_seq = 0  # rows ever put
+        self._written_seq = 0  # rows ever written; buffer holds rows _written_seq.._put_seq
+        self._arrivals: deque[tuple[int, float]] = deque()  # (put_seq after a put, monotonic time)
+        self._marks: deque[tuple[int, Position]] = deque()  # (put_seq after a put, its position)
+        self._flush_target = 0
+        self._closing = False
+        self._wakeup = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._token_prefix = f"{table}:{uuid.uuid4().hex}"
+        self._batch_numbers = itertools.count(1)
+        self._task: asyncio.Task | None = None
+
+    # -- producer side -------------------------------------------------------------------------------
+    async def put(self, rows: Iterable[Any], position: Position | None = None) -> None:
+        """Buffer rows (converted by `convert` if given); waits while the buffer is full."""
+        converted = [self._convert(r) for r in rows] if self._convert else [tuple(r) for r in rows]
+        await self.wait_for_capacity()
+        self._check_alive()
+        self._buffer.extend(converted)
+        self._put_seq += len(converted)
+        self._arrivals.append((self._put_seq, self._clock()))
+        if position:
+            self._marks.append((self._put_seq, dict(position)))
+        self.stats.buffered_rows = len(self._buffer)
+        if len(self._buffer) >= self.policy.max_rows:
+            self._wakeup.set()
+        self._ensure_started()
+
+    async def wait_for_capacity(self) -> None:
+        """Return when the buffer is below `policy.max_buffered_rows` (backpressure while waiting)."""
+        if len(self._buffer) < self.policy.max_buffered_rows:
+            return
+        self.stats.backpressure = True
+        self._wakeup.set()
+        async with self._progress:
+            await self._progress.wait_for(
+                lambda: len(self._buffer) < self.policy.max_buffered_rows or self._dead()
+            )
+        self.stats.backpressure = False
+        self._check_alive()
+
+    async def flush(self) -> None:
+        """Return when every row put before this call is written (raise `SinkFailed` if it never will)."""
+        target = self._put_seq
+        if self._written_seq >= target:
+            return
+        self._ensure_started()
+        self._flush_target = max(self._flush_target, target)
+        self._wakeup.set()
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._written_seq >= target or self._dead())
+        if self._written_seq < target:
+            self._check_alive()
+
+    async def close(self, timeout: float | None = None) -> bool:
+        """Flush and stop; True if everything was written, False if `timeout` passed first.
+
+        Unwritten rows are simply dropped from memory on timeout: their offsets were never reported
+        as written, so the consumer re-reads them after a restart.
+        """
+        self._closing = True
+        done = True
+        if self._task is not None:
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                done = False
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        return done and not self._buffer
+
+    # -- writer task ---------------------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sink:{self.table}")
+
+    def _dead(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def _check_alive(self) -> None:
+        if self._dead() and not self._closing:
+            exc = None if self._task.cancelled() else self._task.exception()
+            raise SinkFailed(f"sink for {self.table} stopped: {exc!r}") from exc
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._wait_for_batch()
+                if not self._buffer:
+                    return  # closing and drained
+                batch = self._buffer[: self.policy.max_rows]
+                await self._write_with_retry(batch, f"{self._token_prefix}:{next(self._batch_numbers)}")
+                del self._buffer[: len(batch)]
+                self._written_seq += len(batch)
+                self._after_write(len(batch))
+                async with self._progress:
+                    self._progress.notify_all()
+        finally:
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _wait_for_batch(self) -> None:
+        while True:
+            if len(self._buffer) >= self.policy.max_rows:
+                return
+            if self._buffer and (self._closing or self._flush_target > self._written_seq):
+                return
+            if not self._buffer and self._closing:
+                return
+            timeout = None
+            if self._buffer:
+                timeout = self.policy.max_seconds - (self._clock() - self._oldest_arrival())
+                if timeout <= 0:
+                    return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _oldest_arrival(self) -> float:
+        while self._arrivals and self._arrivals[0][0] <= self._written_seq:
+            self._arrivals.popleft()
+        return self._arrivals[0][1] if self._arrivals else self._clock()
+
+    async def _write_with_retry(self, batch: list[tuple], token: str) -> None:
+        failures = 0
+        while True:
+            started = self._clock()
+            try:
+                await self.writer.write(self.table, self.columns, batch, token)
+            except Exception as exc:
+                failures += 1
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                self.stats.reachable = getattr(self.writer, "reachable", False)
+                if self.retry.max_attempts is not None and failures >= self.retry.max_attempts:
+                    raise SinkFailed(f"giving up on a batch of {len(batch)} rows for {self.table}") from exc
+                delay = self.retry.delay(failures)
+                log.warning(
+                    "write of %d rows to %s failed (%s); retry %d in %.2fs",
+                    len(batch),
+                    self.table,
+                    self.stats.last_error,
+                    failures,
+                    delay,
+                )
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+                continue
+            self.stats.last_insert_seconds = self._clock() - started
+            self.stats.reachable = True
+            return
+
+    def _after_write(self, count: int) -> None:
+        self.stats.rows_written += count
+        self.stats.batches_written += 1
+        self.stats.buffered_rows = len(self._buffer)
+        covered: dict[tuple[str, int], int] = {}
+        while self._marks and self._marks[0][0] <= self._written_seq:
+            for key, offset in self._marks.popleft()[1].items():
+                covered[key] = max(offset, covered.get(key, offset))
+        if covered:
+            for key, offset in covered.items():
+                self.written_position[key] = max(offset, self.written_position.get(key, offset))
+            if self._on_written is not None:
+                self._on_written(dict(self.written_position))

@@ -1,0 +1,47 @@
+"""The one write interface of the sink, and an in-memory implementation for unit tests.
+
+Contract of `Writer.write`:
+- Writes `rows` (tuples in `columns` order) into the fully qualified `table` (`db.table`) as one batch,
+  or raises. It must not block the event loop (blocking drivers run in a thread).
+- `dedup_token` identifies the batch: writing the same token again (a retry after an error whose
+  outcome was unknown) must not store the rows twice. ClickHouse does this with
+  `insert_deduplication_token`; `ListWriter` imitates it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Writer(Protocol):
+    async def write(
+        self, table: str, columns: Sequence[str], rows: Sequence[tuple], dedup_token: str
+    ) -> None:
+        """Store one batch; raise on failure (the caller retries with the same token)."""
+        ...
+
+
+class ListWriter:
+    """Keeps written batches in memory, ignoring a token already written (like ClickHouse)."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, list[tuple]] = defaultdict(list)
+        self.batches: list[tuple[str, str, int]] = []  # (table, token, row count) in write order
+        self.columns: dict[str, tuple[str, ...]] = {}
+        self._tokens: set[tuple[str, str]] = set()
+
+    async def write(
+        self, table: str, columns: Sequence[str], rows: Sequence[tuple], dedup_token: str
+    ) -> None:
+        if (table, dedup_token) in self._tokens:
+            return
+        self._tokens.add((table, dedup_token))
+        self.columns[table] = tuple(columns)
+        self.tables[table].extend(rows)
+        self.batches.append((table, dedup_token, len(rows)))
+
+    def rows(self, table: str) -> list[tuple]:
+        return list(self.tables.get(table, []))
