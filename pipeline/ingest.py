@@ -1,0 +1,195 @@
+"""The room stage as plain code: Kafka messages of one input partition in, outcomes and checkpoints out.
+
+`RoomPartition.process` decodes and validates a message (one event or a batch), drops events already
+seen within the de-duplication horizon, separates events too late for the real-time windows, and
+applies the rest to the partition's room windows. Each event of a message ends in exactly one
+outcome: accepted, duplicate, invalid or late (an undecodable message counts as one invalid event).
+
+`checkpoint()` then says everything the worker must make durable, in this order: raw events and
+window rows for ClickHouse, contributions for the creator stage, and the state-table changes. Window
+state records the last input offset it applied, so replaying messages after a crash is a no-op for
+windows that already hold them: that is what makes restarts exact without Kafka transactions.
+
+State is per input partition: events are keyed by room, so a client's retry lands on the same
+partition as its original. Not thread-safe; one task drives all partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from pipeline.events.decode import Rejection, allowed_types_for_topic, decode_message
+from pipeline.events.dedup import Deduplicator
+from pipeline.settings import Settings
+from pipeline.windows import codec
+from pipeline.windows.aggregate import WindowAggregator
+from pipeline.windows.checkpoint import Checkpoint
+from pipeline.windows.watermark import NO_WATERMARK, Watermark
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: list[dict] = field(default_factory=list)
+    late: list[dict] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def consumed(self) -> int:
+        return len(self.accepted) + len(self.late) + len(self.rejections) + self.duplicates
+
+
+class RoomPartition:
+    def __init__(self, topic: str, partition: int, settings: Settings, creator_partitions: int):
+        self.topic, self.partition = topic, partition
+        self.source = codec.source_name(topic, partition)
+        self.settings = settings
+        self.allowed = allowed_types_for_topic(topic, settings.topics)
+        self.creator_partitions = creator_partitions
+        self.watermark = Watermark(settings.window_ms, settings.allowed_lateness_ms)
+        self.dedup = Deduplicator(settings.dedup_horizon_ms)
+        self.windows = WindowAggregator(settings.window_ms)
+        self._new_ids: list[tuple[str, int]] = []
+        self._chunks: dict[int, int] = {}  # dedup chunk number -> highest ts in it
+        self._next_chunk = 0
+        self._raw: list[tuple[dict, str, int, int]] = []
+        self._forward: dict[int, list] = {}
+        self._heard: dict[int, int] = {}  # creator partition -> window of the watermark last sent there
+        self._meta_dirty = False
+
+    def process(self, offset: int, key: bytes | None, value: bytes | None, now_ms: int) -> IngestResult:
+        decoded = decode_message(
+            value, key, self.allowed, now_ms=now_ms, max_skew_ms=self.settings.max_clock_skew_ms
+        )
+        result = IngestResult(rejections=decoded.rejections)
+        watermark, dedup, new_ids = self.watermark, self.dedup, self._new_ids
+        accepted, late = result.accepted, result.late
+        for event in decoded.events:
+            ts = event["ts"]
+            event_id = event["event_id"]
+            if dedup.is_duplicate(event_id, ts):
+                result.duplicates += 1
+                continue
+            new_ids.append((event_id, ts))
+            if watermark.is_late(ts):
+                late.append(event)
+            else:
+                accepted.append(event)
+                watermark.observe(ts)
+        if accepted:
+            self._meta_dirty = True
+            self.windows.add_events(accepted, "room_id", self.source, offset)
+            topic, partition = self.topic, self.partition
+            self._raw.extend((ev, topic, partition, offset) for ev in accepted)
+            self._add_forwards(offset, accepted)
+        return result
+
+    def _add_forwards(self, offset: int, accepted: list[dict]) -> None:
+        n = self.creator_partitions
+        by_target: dict[int, list[dict]] = {}
+        for ev in accepted:
+            by_target.setdefault(ev["creator_id"] % n, []).append(codec.slim_event(ev))
+        for target, events in by_target.items():
+            self._forward.setdefault(target, []).append((offset, events))
+
+    def checkpoint(self) -> Checkpoint:
+        cp = Checkpoint()
+        source = self.source
+        final = self.windows.pop_final(self.watermark.value)
+        cp.final_windows = len(final)
+        for row in final:
+            cp.state[codec.window_key(source, row[0], row[1])] = None
+        changed = self.windows.take_changed()
+        windows = self.windows.windows
+        for row in changed:
+            cp.state[codec.window_key(source, row[0], row[1])] = codec.encode_window(
+                windows[(row[0], row[1])]
+            )
+        cp.window_rows = final + changed
+        if self._new_ids:
+            chunk = self._next_chunk
+            self._next_chunk += 1
+            cp.state[codec.chunk_key(source, chunk)] = orjson.dumps(self._new_ids)
+            self._chunks[chunk] = max(ts for _, ts in self._new_ids)
+            self._new_ids = []
+            self._meta_dirty = True
+        high = self.dedup.high_water_ms
+        if high is not None:
+            for chunk in [c for c, top in self._chunks.items() if top < high - self.dedup.horizon_ms]:
+                del self._chunks[chunk]
+                cp.state[codec.chunk_key(source, chunk)] = None
+        if self._meta_dirty:
+            cp.state[codec.meta_key(source)] = orjson.dumps([self.watermark.max_event_ms, self._next_chunk])
+            self._meta_dirty = False
+        cp.raw_events, self._raw = self._raw, []
+        cp.forwards = self._take_forwards()
+        return cp
+
+    def _take_forwards(self) -> dict[int, bytes]:
+        """Contributions per creator partition, plus an empty one (a heartbeat) to every partition that
+        has not heard this source's watermark move into a new window: creator windows only become final
+        once every source has passed them, so every source must be heard everywhere."""
+        wm = self.watermark.value
+        forwards = {t: codec.encode_contribution(self.source, wm, msgs) for t, msgs in self._forward.items()}
+        self._forward = {}
+        if wm != NO_WATERMARK:
+            window = wm // self.settings.window_ms
+            for target in range(self.creator_partitions):
+                if target not in forwards and self._heard.get(target, NO_WATERMARK) < window:
+                    forwards[target] = codec.encode_contribution(self.source, wm, [])
+                self._heard[target] = window
+        return forwards
+
+    def restore(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """Load this partition's state from state-table items (others are ignored); returns windows loaded."""
+        ids: list[tuple[str, int]] = []
+        loaded = 0
+        for key, value in items:
+            kind, source, rest = codec.parse_key(key)
+            if source != self.source:
+                continue
+            if kind == codec.WINDOW:
+                self.windows.windows[(int(rest[0]), int(rest[1]))] = codec.decode_window(value)
+                loaded += 1
+            elif kind == codec.SOURCE_META:
+                self.watermark.max_event_ms, self._next_chunk = orjson.loads(value)
+            elif kind == codec.DEDUP_CHUNK:
+                chunk_ids = orjson.loads(value)
+                self._chunks[int(rest[0])] = max(ts for _, ts in chunk_ids)
+                ids.extend(chunk_ids)
+        if ids:
+            ids.sort(key=lambda pair: pair[1])
+            high = self.watermark.max_event_ms
+            self.dedup.restore(ids, high_water_ms=None if high == NO_WATERMARK else max(high, ids[-1][1]))
+        return loaded
+
+
+class IngestProcessor:
+    """The room partitions this worker owns, created on first use."""
+
+    def __init__(self, settings: Settings, creator_partitions: int | None = None):
+        self.settings = settings
+        self.creator_partitions = creator_partitions or settings.topic_partitions
+        self._partitions: dict[tuple[str, int], RoomPartition] = {}
+
+    def partition(self, topic: str, partition: int) -> RoomPartition:
+        state = self._partitions.get((topic, partition))
+        if state is None:
+            state = RoomPartition(topic, partition, self.settings, self.creator_partitions)
+            self._partitions[(topic, partition)] = state
+        return state
+
+    def partitions(self) -> dict[tuple[str, int], RoomPartition]:
+        return self._partitions
+
+    def forget(self, topic: str, partition: int) -> None:
+        """Drop in-memory state of a partition this worker no longer owns (after a rebalance)."""
+        self._partitions.pop((topic, partition), None)
+
+    def process(
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None, now_ms: int, offset: int = 0
+    ) -> IngestResult:
+        return self.partition(topic, partition).process(offset, key, value, now_ms)

@@ -1,0 +1,173 @@
+"""The room and creator stages, driven like the worker drives them, with simulated crashes.
+
+A crash loses everything in memory; what survives is what a checkpoint made durable (the state table,
+ClickHouse rows, the repartition topic) and the committed input offsets, which lag behind the state
+when the crash falls between writing state and committing. The stores ClickHouse would hold (a
+per-column maximum per window and key) must come out identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from pipeline.ingest import IngestProcessor
+from pipeline.settings import Settings
+from pipeline.windows.aggregate import METRIC_COLUMNS
+from pipeline.windows.creators import CreatorPartition
+
+SETTINGS = Settings.from_env(
+    {"WINDOW_SECONDS": "10", "ALLOWED_LATENESS_SECONDS": "5", "TOPIC_PARTITIONS": "2"}
+)
+T0 = 1_750_000_000_000
+TYPES = {"live.views": ("view",), "live.clicks": ("click",), "live.orders": ("order", "refund")}
+
+
+def make_messages(seed: int, count: int) -> dict[tuple[str, int], list[tuple[bytes, bytes]]]:
+    """Per input partition, an ordered list of (key, value): batches, retries and some late events."""
+    rng = random.Random(seed)
+    logs: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+    sent: list[tuple[str, dict]] = []
+    for i in range(count):
+        topic = rng.choice(list(TYPES))
+        room = rng.randint(1, 6)
+        creator = 100 + room % 3  # creators host several rooms
+        clock = T0 + i * 400
+        batch = []
+        for j in range(rng.randint(1, 4)):
+            kind = rng.choice(TYPES[topic])
+            ts = clock - rng.randint(0, 3_000) if rng.random() > 0.03 else clock - 60_000  # a few late
+            ev = {"event_id": f"{i}-{j}", "type": kind, "ts": ts, "room_id": room, "creator_id": creator,
+                  "user_id": rng.randint(1, 30)}  # fmt: skip
+            if kind in ("order", "refund"):
+                ev |= {"order_id": f"o{i}-{j}", "amount_fen": rng.randint(1, 50_000)}
+                if kind == "order":
+                    ev["product_id"] = 7
+            elif kind == "click":
+                ev["product_id"] = 7
+            batch.append(ev)
+        if sent and rng.random() < 0.1:  # a client retry of an earlier event of this room and topic
+            prior = [ev for t, ev in sent[-30:] if t == topic and ev["room_id"] == room]
+            if prior:
+                batch.append(prior[-1])
+        sent.extend((topic, ev) for ev in batch)
+        value = orjson.dumps(batch if len(batch) > 1 else batch[0])
+        logs.setdefault((topic, room % 2), []).append((str(room).encode(), value))
+    return logs
+
+
+class Durable:
+    """What survives a crash."""
+
+    def __init__(self) -> None:
+        self.state: dict[bytes, bytes] = {}
+        self.rooms: dict[tuple, list[int]] = {}
+        self.creators: dict[tuple, list[int]] = {}
+        self.repartition: dict[int, list[bytes]] = {0: [], 1: []}
+        self.committed: dict[tuple[str, int], int] = {}
+        self.creator_committed: dict[int, int] = {0: 0, 1: 0}
+
+    def apply_state(self, changes: dict[bytes, bytes | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.state.pop(key, None)
+            else:
+                self.state[key] = value
+
+    @staticmethod
+    def upsert(store: dict, rows: list[tuple], key_len: int) -> None:
+        # What the ClickHouse tables do: keep each column's maximum per (window_start, key).
+        for row in rows:
+            key, metrics = row[:key_len], row[3:]
+            old = store.get(key)
+            store[key] = (
+                list(metrics) if old is None else [max(a, b) for a, b in zip(old, metrics, strict=True)]
+            )
+
+
+def run(logs, seed: int, crash_every: int | None) -> Durable:
+    rng = random.Random(seed)
+    durable = Durable()
+    outcomes = 0
+    while True:
+        rooms = IngestProcessor(SETTINGS, creator_partitions=2)
+        creators = {q: CreatorPartition(q, SETTINGS.window_ms, expected_sources=len(logs)) for q in (0, 1)}
+        items = list(durable.state.items())
+        for topic, p in logs:
+            rooms.partition(topic, p).restore(items)
+        for creator in creators.values():
+            creator.restore(items)
+        cursors = {tp: durable.committed.get(tp, 0) for tp in logs}
+        ccursors = dict(durable.creator_committed)
+        steps, crashed = 0, False
+        while any(cursors[tp] < len(logs[tp]) for tp in logs) or any(
+            ccursors[q] < len(durable.repartition[q]) for q in creators
+        ):
+            # Interleave partitions differently on every run, as Kafka fetches do.
+            tp = rng.choice([tp for tp in logs if cursors[tp] < len(logs[tp])] or [None])
+            if tp is not None:
+                for _ in range(rng.randint(1, 5)):
+                    if cursors[tp] >= len(logs[tp]):
+                        break
+                    key, value = logs[tp][cursors[tp]]
+                    result = rooms.partition(*tp).process(cursors[tp], key, value, T0 + 10**9)
+                    outcomes += result.consumed
+                    cursors[tp] += 1
+                cp = rooms.partition(*tp).checkpoint()
+                durable.upsert(durable.rooms, cp.window_rows, 2)
+                for q, msg in cp.forwards.items():
+                    durable.repartition[q].append(msg)
+                if crash_every and rng.randrange(crash_every) == 0:
+                    crashed = True  # after ClickHouse and forwards, before state and commit
+                    break
+                durable.apply_state(cp.state)
+                if crash_every and rng.randrange(crash_every) == 0:
+                    crashed = True  # state written, offsets not committed
+                    break
+                durable.committed[tp] = cursors[tp]
+            for q, creator in creators.items():
+                log = durable.repartition[q]
+                while ccursors[q] < len(log):
+                    creator.apply(log[ccursors[q]])
+                    ccursors[q] += 1
+                cp = creator.checkpoint()
+                durable.upsert(durable.creators, cp.window_rows, 2)
+                if crash_every and rng.randrange(crash_every * 3) == 0:
+                    crashed = True
+                    break
+                durable.apply_state(cp.state)
+                durable.creator_committed[q] = ccursors[q]
+            steps += 1
+            if crashed:
+                break
+        if not crashed:
+            return durable
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_crashes_at_random_points_give_the_same_aggregates(seed):
+    logs = make_messages(seed, 600)
+    clean = run(logs, seed, crash_every=None)
+    crashed = run(logs, seed + 100, crash_every=4)
+    assert clean.rooms and clean.creators
+    assert crashed.rooms == clean.rooms
+    assert crashed.creators == clean.creators
+
+
+def test_creator_windows_equal_aggregating_all_rooms_of_the_creator():
+    logs = make_messages(7, 300)
+    durable = run(logs, 7, crash_every=None)
+    views = METRIC_COLUMNS.index("views")
+    by_creator: dict[tuple, int] = {}
+    # Recompute views per (window, creator) straight from the accepted events.
+    rooms = IngestProcessor(SETTINGS, creator_partitions=2)
+    for tp, log in logs.items():
+        for offset, (key, value) in enumerate(log):
+            for ev in rooms.partition(*tp).process(offset, key, value, T0 + 10**9).accepted:
+                w = (ev["ts"] - ev["ts"] % SETTINGS.window_ms, ev["creator_id"])
+                by_creator[w] = by_creator.get(w, 0) + (ev["type"] == "view")
+    assert {k: v for k, v in by_creator.items() if v} == {
+        k: m[views] for k, m in durable.creators.items() if m[views]
+    }
