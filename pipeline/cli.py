@@ -17,11 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Live-commerce metrics pipeline: local services, the worker, migrations and tools.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # Imported here so that `livecommerce --help` stays fast and each command owns its parser.
-    from pipeline.local import cli as local_cli
-
-    local_cli.register(sub)
-    for name in ("pipeline.app_cli", "pipeline.clickhouse.cli", "load_tests.cli"):
+    # Each command module owns its parser; heavy imports (Faust, chdb) stay inside the commands.
+    for name in ("pipeline.local.cli", "pipeline.app_cli", "pipeline.clickhouse.cli", "load_tests.cli"):
         module = _optional(name)
         if module is not None:
             module.register(sub)

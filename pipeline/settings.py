@@ -50,6 +50,7 @@ class Settings:
     window_ms: int = 60_000
     allowed_lateness_ms: int = 120_000
     dedup_horizon_ms: int = 10 * 60 * 1000
+    raw_events_ttl_days: int = 30
     local_dir: Path = PROJECT_ROOT / ".local"
     log_level: str = "info"
 
@@ -90,6 +91,7 @@ class Settings:
             window_ms=window_ms,
             allowed_lateness_ms=lateness_ms,
             dedup_horizon_ms=horizon_ms,
+            raw_events_ttl_days=r.integer("RAW_EVENTS_TTL_DAYS", cls.raw_events_ttl_days, minimum=1),
             local_dir=Path(env.get("LIVECOMMERCE_LOCAL_DIR") or cls.local_dir).resolve(),
             log_level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         )

@@ -1,0 +1,191 @@
+"""Faust wiring, kept thin: topics, the state table, two agents, a timer and two pages.
+
+Everything that decides anything lives in plain code (`pipeline.ingest`, `pipeline.windows`,
+`pipeline.sink`) driven by `pipeline.runtime.StreamRuntime`; this module only connects it to Kafka
+and to the worker's web server.
+
+  input topics --rooms agent--> room windows --> ClickHouse
+                      \\--> <app_id>-creator-contributions --creators agent--> creator windows --> ClickHouse
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from pipeline.metrics import Metrics
+from pipeline.runtime import StreamRuntime
+from pipeline.serving.health import DependencyChecker
+from pipeline.settings import Settings
+from pipeline.sink.clickhouse_writer import ClickHouseWriter
+from pipeline.sink.tables import make_sinks
+from pipeline.topics import contributions_topic
+
+HEALTH_CHECK_INTERVAL_S = 2.0
+# A batch is checkpointed when it holds this many messages or this much time has passed: the
+# second-level freshness promise of the leaderboards rests on CHECKPOINT_SECONDS.
+CHECKPOINT_MESSAGES = 2_000
+CHECKPOINT_SECONDS = 0.5
+
+
+@dataclass
+class StreamTopics:
+    deadletter: faust.TopicT
+    late: faust.TopicT
+    contributions: faust.TopicT
+    app: faust.App
+
+    async def flush(self) -> None:
+        await self.app.producer.flush()
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+    metrics = metrics or Metrics()
+    datadir = settings.local_dir / "worker" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        datadir=str(datadir),
+        store="rocksdb://",
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        # The agents wait on ClickHouse during an outage (backpressure); that is not a livelock.
+        broker_commit_livelock_soft_timeout=300.0,
+        # The worker logs through the root logger configured by the CLI; Faust must not swap stdout.
+        worker_redirect_stdouts=False,
+    )
+    topics = settings.topics
+
+    def raw_topic(*names: str, **kwargs) -> faust.TopicT:
+        return app.topic(*names, key_serializer="raw", value_serializer="raw", **kwargs)
+
+    inputs = raw_topic(*topics.inputs)
+    stream_topics = StreamTopics(
+        deadletter=raw_topic(topics.deadletter),
+        late=raw_topic(topics.late),
+        contributions=raw_topic(contributions_topic(settings)),
+        app=app,
+    )
+    state = app.Table(
+        "window-state",
+        partitions=settings.topic_partitions,
+        key_type=bytes,  # bytes keys and values make Faust use the raw codec for store and changelog
+        value_type=bytes,
+        help="open windows, watermarks and de-duplication memory per input partition",
+    )
+    sinks = make_sinks(settings, ClickHouseWriter.from_settings(settings))
+    runtime = StreamRuntime(settings, metrics, sinks, state, stream_topics)
+    checker = DependencyChecker(settings)
+    app.livecommerce = runtime
+
+    @app.agent(inputs, name="rooms")
+    async def rooms(stream):
+        async for events in stream.take_events(CHECKPOINT_MESSAGES, within=CHECKPOINT_SECONDS):
+            await runtime.handle_room_batch(events)
+
+    @app.agent(stream_topics.contributions, name="creators")
+    async def creators(stream):
+        async for events in stream.take_events(CHECKPOINT_MESSAGES, within=CHECKPOINT_SECONDS):
+            await runtime.handle_creator_batch(events)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app, revoked, **kwargs) -> None:
+        runtime.forget(revoked)
+
+    @app.timer(interval=HEALTH_CHECK_INTERVAL_S)
+    async def check_dependencies() -> None:
+        await checker.check_all()
+        metrics.dependency_up.labels(dependency="kafka").set(int(checker.kafka.reachable))
+        metrics.dependency_up.labels(dependency="clickhouse").set(int(checker.clickhouse.reachable))
+        _update_gauges(app, runtime, metrics)
+
+    @app.page("/health")
+    async def health(web, request):
+        return web.json(health_document(app, runtime, checker))
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        # aiohttp refuses parameters in content_type, so the exposition format's header goes in whole.
+        return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return app
+
+
+def _update_gauges(app: faust.App, runtime: StreamRuntime, metrics: Metrics) -> None:
+    now_ms = int(time.time() * 1000)
+    for (topic, partition), part in runtime.rooms.partitions().items():
+        if part.watermark.value > 0:
+            metrics.watermark_delay.labels(topic=topic, partition=str(partition)).set(
+                (now_ms - part.watermark.value) / 1000
+            )
+    for row in consumer_progress(app):
+        metrics.consumer_lag.labels(topic=row["topic"], partition=str(row["partition"])).set(row["lag"] or 0)
+    windows, users = runtime.state_size()
+    metrics.state_windows.set(windows)
+    metrics.state_users.set(users)
+    metrics.observe_sinks(runtime.sinks.all())
+
+
+def consumer_progress(app: faust.App) -> list[dict]:
+    """Per assigned partition: committed offset, high watermark and lag (None when unknown)."""
+    consumer = app.consumer
+    rows = []
+    for tp in sorted(consumer.assignment()):
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not fetched yet for this partition
+            highwater = None
+        committed = consumer._committed_offset.get(tp)  # Faust exposes no public accessor for this
+        lag = None if highwater is None else max(0, highwater - (committed or 0))
+        rows.append(
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "committed": committed,
+                "highwater": highwater,
+                "lag": lag,
+            }
+        )
+    return rows
+
+
+def health_document(app: faust.App, runtime: StreamRuntime, checker: DependencyChecker) -> dict:
+    inputs = set(runtime.settings.topics.inputs)
+    partitions = [row for row in consumer_progress(app) if row["topic"] in inputs]
+    for row in partitions:
+        part = runtime.rooms.partitions().get((row["topic"], row["partition"]))
+        row["watermark_ms"] = part.watermark.value if part and part.watermark.value > 0 else None
+    sinks = {}
+    for sink in runtime.sinks.all():
+        stats = sink.stats
+        sinks[sink.table.rsplit(".", 1)[-1]] = {
+            "rows_written": stats.rows_written,
+            "buffered_rows": stats.buffered_rows,
+            "retries": stats.retries,
+            "backpressure": stats.backpressure,
+            "reachable": stats.reachable,
+            "last_error": stats.last_error,
+        }
+    sink_ok = not any(s["backpressure"] or s["reachable"] is False for s in sinks.values())
+    ok = checker.kafka.reachable and checker.clickhouse.reachable and sink_ok
+    windows, users = runtime.state_size()
+    return {
+        "status": "ok" if ok else "degraded",
+        "kafka": checker.kafka.as_json(),
+        "clickhouse": checker.clickhouse.as_json(),
+        "consumer": {
+            "group": runtime.settings.app_id,
+            "assigned_partitions": len(partitions),
+            "total_lag": sum(row["lag"] or 0 for row in partitions),
+            "partitions": partitions,
+        },
+        "sink": sinks,
+        "state": {"open_windows": windows, "distinct_users": users},
+    }

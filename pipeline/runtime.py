@@ -1,0 +1,154 @@
+"""What the worker does with a batch of Kafka messages, between Faust and the plain-code stages.
+
+Faust hands the agents a list of events (`take_events`) and acknowledges them when the handler
+returns, so everything durable happens inside the handler, in this order (see `Checkpoint`):
+
+1. raw events and window rows are written to ClickHouse (retried with backoff until they are);
+2. creator contributions are sent to the repartition topic;
+3. window state, watermarks and de-duplication memory go to the state table (RocksDB + changelog);
+4. the producer is flushed, then the handler returns and Faust may commit the input offsets.
+
+A crash anywhere replays messages after the last commit; window state remembers which offsets it
+holds, so the replay changes nothing that was already counted. While ClickHouse is down the handler
+waits in step 1, consumption pauses (backpressure) and nothing is acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+
+import orjson
+from faust.streams import _current_event  # Faust exposes no public way to set the event context
+
+from pipeline.events.deadletter import deadletter_envelope
+from pipeline.ingest import IngestProcessor, RoomPartition
+from pipeline.metrics import Metrics
+from pipeline.settings import Settings
+from pipeline.sink.tables import Sinks
+from pipeline.windows.checkpoint import Checkpoint
+from pipeline.windows.creators import CreatorPartition
+
+log = logging.getLogger(__name__)
+
+
+class StreamRuntime:
+    """Owns the stages of this worker and the I/O around them. Driven by the two agents only."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, sinks: Sinks, table, topics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.sinks = sinks
+        self.table = table
+        self.topics = topics  # has .deadletter, .late, .contributions (Faust topics) and .producer_flush
+        self.rooms = IngestProcessor(settings)
+        self.creators: dict[int, CreatorPartition] = {}
+        self.expected_sources = len(settings.topics.inputs) * settings.topic_partitions
+
+    # --- room stage -------------------------------------------------------------------------------
+    async def handle_room_batch(self, events: Sequence) -> None:
+        touched: dict[tuple[str, int], object] = {}
+        metrics = self.metrics
+        for event in events:
+            msg = event.message
+            started = time.perf_counter()
+            part = self._room_partition(msg.topic, msg.partition)
+            result = part.process(msg.offset, msg.key, msg.value, _reference_time_ms(msg))
+            for rejection in result.rejections:
+                envelope = deadletter_envelope(
+                    rejection, msg.topic, msg.partition, msg.offset, msg.key, int(time.time() * 1000)
+                )
+                await self.topics.deadletter.send(key=msg.key, value=envelope)
+                metrics.deadletters.labels(reason=rejection.reason).inc()
+            if result.late:
+                # One message per input message: late events are re-published as a batch.
+                await self.topics.late.send(key=msg.key, value=orjson.dumps(result.late))
+            metrics.count_outcomes(msg.topic, result)
+            touched[(msg.topic, msg.partition)] = event
+            metrics.batch_duration.observe(time.perf_counter() - started)
+        checkpoints = {tp: self.rooms.partition(*tp).checkpoint() for tp in touched}
+        for cp in checkpoints.values():
+            await self.sinks.raw_events.put(cp.raw_events)
+            await self.sinks.room_windows.put(cp.window_rows)
+        await self.sinks.raw_events.flush()
+        await self.sinks.room_windows.flush()
+        for cp in checkpoints.values():
+            for target, value in cp.forwards.items():
+                await self.topics.contributions.send(value=value, partition=target)
+        for tp, cp in checkpoints.items():
+            self._write_state(touched[tp], cp)
+            msg = touched[tp].message
+            metrics.consumer_offset.labels(topic=msg.topic, partition=str(msg.partition)).set(msg.offset + 1)
+        await self.topics.flush()
+
+    def _room_partition(self, topic: str, partition: int) -> RoomPartition:
+        known = self.rooms.partitions().get((topic, partition))
+        if known is not None:
+            return known
+        part = self.rooms.partition(topic, partition)
+        loaded = part.restore(self.table.data.items())
+        log.info("room stage %s: restored %d open windows from the state table", part.source, loaded)
+        return part
+
+    # --- creator stage ----------------------------------------------------------------------------
+    async def handle_creator_batch(self, events: Sequence) -> None:
+        touched: dict[int, object] = {}
+        for event in events:
+            msg = event.message
+            self._creator_partition(msg.partition).apply(msg.value)
+            touched[msg.partition] = event
+        checkpoints = {p: self.creators[p].checkpoint() for p in touched}
+        for cp in checkpoints.values():
+            await self.sinks.creator_windows.put(cp.window_rows)
+        await self.sinks.creator_windows.flush()
+        for p, cp in checkpoints.items():
+            self._write_state(touched[p], cp)
+        await self.topics.flush()
+
+    def _creator_partition(self, partition: int) -> CreatorPartition:
+        part = self.creators.get(partition)
+        if part is None:
+            part = CreatorPartition(partition, self.settings.window_ms, self.expected_sources)
+            loaded = part.restore(self.table.data.items())
+            log.info("creator stage %s: restored %d open windows from the state table", part.source, loaded)
+            self.creators[partition] = part
+        return part
+
+    # --- shared -----------------------------------------------------------------------------------
+    def forget(self, assignments) -> None:
+        """Drop in-memory state of partitions this worker no longer owns; they restore on reassignment."""
+        for tp in assignments:
+            self.rooms.forget(tp.topic, tp.partition)
+            if tp.topic == self.topics.contributions.get_topic_name():
+                self.creators.pop(tp.partition, None)
+
+    def _write_state(self, event, cp: Checkpoint) -> None:
+        # Faust's table picks the changelog partition (and RocksDB shard) from the current event; the
+        # checkpoint belongs to the partition of `event`, so make it current while writing.
+        token = _current_event.set(weakref.ref(event))
+        try:
+            table = self.table
+            for key, value in cp.state.items():
+                if value is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = value
+        finally:
+            _current_event.reset(token)
+
+    def state_size(self) -> tuple[int, int]:
+        windows = users = 0
+        for part in [*self.rooms.partitions().values(), *self.creators.values()]:
+            w, u = part.windows.state_size()
+            windows += w
+            users += u
+        return windows, users
+
+
+def _reference_time_ms(msg) -> int:
+    """'Now' for the future-skew check: the broker/producer timestamp of the message, so a replay
+    classifies an event exactly as the first pass did; wall clock only if the message has none."""
+    ts = getattr(msg, "timestamp", None)
+    return int(ts * 1000) if ts and ts > 0 else int(time.time() * 1000)
