@@ -56,6 +56,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # How long a crashed worker keeps its partitions before the group moves them elsewhere.
+        broker_session_timeout=settings.consumer_session_timeout_s,
+        broker_heartbeat_interval=max(1, settings.consumer_session_timeout_s // 10),
         # The agents wait on ClickHouse during an outage (backpressure); that is not a livelock.
         broker_commit_livelock_soft_timeout=300.0,
         # The worker logs through the root logger configured by the CLI; Faust must not swap stdout.
@@ -125,7 +128,7 @@ def _update_gauges(app: faust.App, runtime: StreamRuntime, metrics: Metrics) -> 
             metrics.watermark_delay.labels(topic=topic, partition=str(partition)).set(
                 (now_ms - part.watermark.value) / 1000
             )
-    for row in consumer_progress(app):
+    for row in consumer_progress(app, runtime.consumed_topics):
         metrics.consumer_lag.labels(topic=row["topic"], partition=str(row["partition"])).set(row["lag"] or 0)
     windows, users = runtime.state_size()
     metrics.state_windows.set(windows)
@@ -133,11 +136,14 @@ def _update_gauges(app: faust.App, runtime: StreamRuntime, metrics: Metrics) -> 
     metrics.observe_sinks(runtime.sinks.all())
 
 
-def consumer_progress(app: faust.App) -> list[dict]:
-    """Per assigned partition: committed offset, high watermark and lag (None when unknown)."""
+def consumer_progress(app: faust.App, topics: frozenset[str]) -> list[dict]:
+    """Per assigned partition of `topics`: committed offset, high watermark and lag (None when unknown).
+
+    Faust also assigns the state table's changelog partitions (it reads them to recover), but never
+    commits offsets there, so they are left out rather than reported as lag."""
     consumer = app.consumer
     rows = []
-    for tp in sorted(consumer.assignment()):
+    for tp in sorted(tp for tp in consumer.assignment() if tp.topic in topics):
         try:
             highwater = consumer.highwater(tp)
         except Exception:  # not fetched yet for this partition
@@ -157,8 +163,9 @@ def consumer_progress(app: faust.App) -> list[dict]:
 
 
 def health_document(app: faust.App, runtime: StreamRuntime, checker: DependencyChecker) -> dict:
+    progress = consumer_progress(app, runtime.consumed_topics)
     inputs = set(runtime.settings.topics.inputs)
-    partitions = [row for row in consumer_progress(app) if row["topic"] in inputs]
+    partitions = [row for row in progress if row["topic"] in inputs]
     for row in partitions:
         part = runtime.rooms.partitions().get((row["topic"], row["partition"]))
         row["watermark_ms"] = part.watermark.value if part and part.watermark.value > 0 else None
@@ -185,6 +192,7 @@ def health_document(app: faust.App, runtime: StreamRuntime, checker: DependencyC
             "assigned_partitions": len(partitions),
             "total_lag": sum(row["lag"] or 0 for row in partitions),
             "partitions": partitions,
+            "repartition_lag": sum(row["lag"] or 0 for row in progress if row["topic"] not in inputs),
         },
         "sink": sinks,
         "state": {"open_windows": windows, "distinct_users": users},

@@ -7,7 +7,11 @@ import argparse
 import logging
 import sys
 
+from load_tests import cli as generate_cli
+from pipeline import app_cli, demo
+from pipeline.clickhouse import cli as clickhouse_cli
 from pipeline.errors import UserFacingError
+from pipeline.local import cli as local_cli
 from pipeline.settings import Settings, SettingsError
 
 
@@ -18,22 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each command module owns its parser; heavy imports (Faust, chdb) stay inside the commands.
-    for name in ("pipeline.local.cli", "pipeline.app_cli", "pipeline.clickhouse.cli", "load_tests.cli"):
-        module = _optional(name)
-        if module is not None:
-            module.register(sub)
+    for module in (local_cli, app_cli, clickhouse_cli, generate_cli, demo):
+        module.register(sub)
     return parser
-
-
-def _optional(name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 from pipeline.sink.tables import Sinks
+from pipeline.topics import contributions_topic
 from pipeline.windows.checkpoint import Checkpoint
 from pipeline.windows.creators import CreatorPartition
 
@@ -46,6 +47,7 @@ class StreamRuntime:
         self.rooms = IngestProcessor(settings)
         self.creators: dict[int, CreatorPartition] = {}
         self.expected_sources = len(settings.topics.inputs) * settings.topic_partitions
+        self.consumed_topics = frozenset([*settings.topics.inputs, contributions_topic(settings)])
 
     # --- room stage -------------------------------------------------------------------------------
     async def handle_room_batch(self, events: Sequence) -> None:
@@ -121,7 +123,7 @@ class StreamRuntime:
         """Drop in-memory state of partitions this worker no longer owns; they restore on reassignment."""
         for tp in assignments:
             self.rooms.forget(tp.topic, tp.partition)
-            if tp.topic == self.topics.contributions.get_topic_name():
+            if tp.topic == contributions_topic(self.settings):
                 self.creators.pop(tp.partition, None)
 
     def _write_state(self, event, cp: Checkpoint) -> None:

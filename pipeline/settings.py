@@ -51,6 +51,7 @@ class Settings:
     allowed_lateness_ms: int = 120_000
     dedup_horizon_ms: int = 10 * 60 * 1000
     raw_events_ttl_days: int = 30
+    consumer_session_timeout_s: int = 30
     local_dir: Path = PROJECT_ROOT / ".local"
     log_level: str = "info"
 
@@ -92,6 +93,9 @@ class Settings:
             allowed_lateness_ms=lateness_ms,
             dedup_horizon_ms=horizon_ms,
             raw_events_ttl_days=r.integer("RAW_EVENTS_TTL_DAYS", cls.raw_events_ttl_days, minimum=1),
+            consumer_session_timeout_s=r.integer(
+                "CONSUMER_SESSION_TIMEOUT_SECONDS", 30, minimum=6, maximum=300
+            ),
             local_dir=Path(env.get("LIVECOMMERCE_LOCAL_DIR") or cls.local_dir).resolve(),
             log_level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         )

@@ -1,8 +1,4 @@
-"""`livecommerce migrate` and `livecommerce reconcile`.
-
-Settings this module needs that `Settings` does not have yet are read with `getattr` and a documented
-default (see `raw_events_ttl_days`), so the commands work before the lead adds the fields.
-"""
+"""`livecommerce migrate` and `livecommerce reconcile`."""
 
 from __future__ import annotations
 
@@ -15,13 +11,6 @@ from pipeline.clickhouse.cluster import check_cluster_name
 from pipeline.clickhouse.reconcile import format_report, reconcile
 from pipeline.errors import UserFacingError
 from pipeline.settings import Settings
-
-DEFAULT_RAW_EVENTS_TTL_DAYS = 30
-
-
-def raw_events_ttl_days(settings: Settings) -> int:
-    """RAW_EVENTS_TTL_DAYS (suggested field `raw_events_ttl_days: int = 30`, minimum 1)."""
-    return int(getattr(settings, "raw_events_ttl_days", DEFAULT_RAW_EVENTS_TTL_DAYS))
 
 
 def register(subparsers) -> None:
@@ -78,7 +67,7 @@ def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
             check_cluster_name(cluster)
         except ValueError as exc:
             raise UserFacingError(str(exc)) from None
-    ttl_days = raw_events_ttl_days(settings)
+    ttl_days = settings.raw_events_ttl_days
     if args.print_sql:
         print(migrations.print_sql(settings.clickhouse_database, ttl_days, cluster), end="")
         return 0

@@ -23,25 +23,40 @@ EXIT_DOWN = 3
 Factory = Callable[[argparse.Namespace, Settings], LocalService]
 
 
-def _kafka(args: argparse.Namespace, settings: Settings) -> LocalKafka:
-    # Default port: the one KAFKA_BOOTSTRAP_SERVERS points at (9092 unless configured).
-    port = args.port or int(settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")[2])
+def local_kafka(
+    settings: Settings, port: int | None = None, directory: Path | None = None, lib_dir: Path | None = None,
+    controller_port: int | None = None,
+) -> LocalKafka:  # fmt: skip
+    """The local broker the settings point at: port from KAFKA_BOOTSTRAP_SERVERS (9092 unless configured)."""
+    port = port or int(settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")[2])
     return LocalKafka(
-        directory=args.dir or settings.local_dir / "kafka",
-        lib_dir=args.lib_dir or default_lib_dir(settings.local_dir),
+        directory=directory or settings.local_dir / "kafka",
+        lib_dir=lib_dir or default_lib_dir(settings.local_dir),
         port=port,
-        controller_port=args.controller_port,
+        controller_port=controller_port,
     )
+
+
+def local_clickhouse(
+    settings: Settings,
+    http_port: int | None = None,
+    tcp_port: int | None = None,
+    directory: Path | None = None,
+) -> LocalClickHouse:
+    """The local server the settings point at: HTTP port from CLICKHOUSE_URL (8123 unless configured)."""
+    return LocalClickHouse(
+        directory=directory or settings.local_dir / "clickhouse",
+        http_port=http_port or urlsplit(settings.clickhouse_url).port or 8123,
+        tcp_port=tcp_port or 9000,
+    )
+
+
+def _kafka(args: argparse.Namespace, settings: Settings) -> LocalKafka:
+    return local_kafka(settings, args.port, args.dir, args.lib_dir, args.controller_port)
 
 
 def _clickhouse(args: argparse.Namespace, settings: Settings) -> LocalClickHouse:
-    # Default HTTP port: the one CLICKHOUSE_URL points at (8123 unless configured).
-    http_port = args.http_port or urlsplit(settings.clickhouse_url).port or 8123
-    return LocalClickHouse(
-        directory=args.dir or settings.local_dir / "clickhouse",
-        http_port=http_port,
-        tcp_port=args.tcp_port or 9000,
-    )
+    return local_clickhouse(settings, args.http_port, args.tcp_port, args.dir)
 
 
 def _start(factory: Factory, args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,179 @@
+"""Running the real pipeline from tests: worker processes, isolated names, produce, wait, read back.
+
+Every pipeline a test builds gets its own consumer group, topics and ClickHouse database, so tests
+sharing the session's Kafka and ClickHouse never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import clickhouse_connect
+from aiokafka import AIOKafkaProducer
+
+from pipeline.local.process import find_free_port
+from pipeline.settings import Settings
+
+STATS_COLUMNS = "views, viewers, clicks, clickers, orders, buyers, gmv_fen, refunds, refund_fen"
+
+
+def isolated_env(base: dict[str, str], tmp_path: Path, **overrides: str) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **base,
+        "APP_ID": f"t{tag}",
+        "TOPIC_VIEWS": f"t{tag}.views",
+        "TOPIC_CLICKS": f"t{tag}.clicks",
+        "TOPIC_ORDERS": f"t{tag}.orders",
+        "TOPIC_DEADLETTER": f"t{tag}.deadletter",
+        "TOPIC_LATE": f"t{tag}.late",
+        "TOPIC_MILESTONES": f"t{tag}.milestones",
+        "CLICKHOUSE_DATABASE": f"t{tag}",
+        "WEB_PORT": str(find_free_port()),
+        "TOPIC_PARTITIONS": "3",
+        "CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
+        "LIVECOMMERCE_LOCAL_DIR": str(tmp_path / f"local-{tag}"),
+    }
+    env.update(overrides)
+    return env
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, f"livecommerce {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+class WorkerProcess:
+    """One `livecommerce worker` subprocess; its output goes to `log_path`."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.port = int(env["WEB_PORT"])
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> WorkerProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "worker"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}:\n{self.log_tail()}"
+            try:
+                if self.health()["consumer"]["assigned_partitions"] > 0:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker did not get partitions within {timeout}s:\n{self.log_tail()}")
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            return response.read()
+
+    def health(self) -> dict:
+        return json.loads(self.get("/health"))
+
+    def metrics(self) -> str:
+        return self.get("/metrics").decode()
+
+    def kill(self) -> None:
+        """kill -9: no flush, no commit, no goodbye to the consumer group."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"worker did not stop within {timeout}s on SIGTERM") from None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_caught_up(self, timeout: float = 120, settle: float = 2.5) -> None:
+        """Until every assigned partition (inputs and repartition) has lag 0, twice `settle` s apart."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            lags = [
+                float(v)
+                for v in re.findall(r"^livecommerce_consumer_lag\{[^}]*\} (\S+)$", self.metrics(), re.M)
+            ]
+            busy = not lags or any(lags)
+            if busy:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= settle:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"worker did not catch up within {timeout}s:\n{self.log_tail()}")
+
+
+def outcome_totals(metrics_text: str) -> dict[tuple[str, str], float]:
+    rows = re.findall(
+        r'^livecommerce_events_total\{outcome="(\w+)",topic="([^"]+)"\} (\S+)$', metrics_text, re.M
+    )
+    return {(topic, outcome): float(value) for outcome, topic, value in rows}
+
+
+async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes | None]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=key, value=value) for topic, key, value in messages]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+def window_stats(env: dict[str, str]) -> dict[str, list[tuple]]:
+    """Every row of the two public window views (without updated_at), sorted."""
+    settings = Settings.from_env(env)
+    client = clickhouse_connect.get_client(
+        host="127.0.0.1", port=int(settings.clickhouse_url.rsplit(":", 1)[1])
+    )
+    db = settings.clickhouse_database
+    try:
+        rooms = client.query(
+            f"SELECT window_start, room_id, creator_id, {STATS_COLUMNS} "
+            f"FROM {db}.room_window_stats ORDER BY 1, 2"
+        ).result_rows
+        creators = client.query(
+            f"SELECT window_start, creator_id, {STATS_COLUMNS} FROM {db}.creator_window_stats ORDER BY 1, 2"
+        ).result_rows
+        return {"rooms": [tuple(r) for r in rooms], "creators": [tuple(r) for r in creators]}
+    finally:
+        client.close()
