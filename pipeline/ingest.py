@@ -26,7 +26,7 @@ from pipeline.events.dedup import Deduplicator
 from pipeline.settings import Settings
 from pipeline.windows import codec
 from pipeline.windows.aggregate import WindowAggregator
-from pipeline.windows.checkpoint import Checkpoint
+from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.watermark import NO_WATERMARK, Watermark
 
 
@@ -96,19 +96,8 @@ class RoomPartition:
             self._forward.setdefault(target, []).append((offset, events))
 
     def checkpoint(self) -> Checkpoint:
-        cp = Checkpoint()
+        cp = checkpoint_windows(self.windows, self.source, self.watermark.value)
         source = self.source
-        final = self.windows.pop_final(self.watermark.value)
-        cp.final_windows = len(final)
-        for row in final:
-            cp.state[codec.window_key(source, row[0], row[1])] = None
-        changed = self.windows.take_changed()
-        windows = self.windows.windows
-        for row in changed:
-            cp.state[codec.window_key(source, row[0], row[1])] = codec.encode_window(
-                windows[(row[0], row[1])]
-            )
-        cp.window_rows = final + changed
         if self._new_ids:
             chunk = self._next_chunk
             self._next_chunk += 1
@@ -145,16 +134,10 @@ class RoomPartition:
 
     def restore(self, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Load this partition's state from state-table items (others are ignored); returns windows loaded."""
+        loaded, others = restore_windows(self.windows, self.source, items)
         ids: list[tuple[str, int]] = []
-        loaded = 0
-        for key, value in items:
-            kind, source, rest = codec.parse_key(key)
-            if source != self.source:
-                continue
-            if kind == codec.WINDOW:
-                self.windows.windows[(int(rest[0]), int(rest[1]))] = codec.decode_window(value)
-                loaded += 1
-            elif kind == codec.SOURCE_META:
+        for kind, rest, value in others:
+            if kind == codec.SOURCE_META:
                 self.watermark.max_event_ms, self._next_chunk = orjson.loads(value)
             elif kind == codec.DEDUP_CHUNK:
                 chunk_ids = orjson.loads(value)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from pipeline.windows import codec
+from pipeline.windows.aggregate import WindowAggregator
 
 
 @dataclass(slots=True)
@@ -20,3 +24,39 @@ class Checkpoint:
     raw_events: list[tuple[dict, str, int, int]] = field(default_factory=list)
     forwards: dict[int, bytes] = field(default_factory=dict)
     state: dict[bytes, bytes | None] = field(default_factory=dict)
+
+
+def checkpoint_windows(windows: WindowAggregator, source: str, watermark: int) -> Checkpoint:
+    """A checkpoint of `source`'s windows: rows of the windows the watermark finalised (dropped from
+    memory and from the state table) and of the windows that changed (written to both)."""
+    cp = Checkpoint()
+    final = windows.pop_final(watermark)
+    cp.final_windows = len(final)
+    for row in final:
+        cp.state[codec.window_key(source, row[0], row[1])] = None
+    changed = windows.take_changed()
+    for row in changed:
+        cp.state[codec.window_key(source, row[0], row[1])] = codec.encode_window(
+            windows.windows[(row[0], row[1])]
+        )
+    cp.window_rows = final + changed
+    return cp
+
+
+def restore_windows(
+    windows: WindowAggregator, source: str, items: Iterable[tuple[bytes, bytes]]
+) -> tuple[int, list[tuple[str, list[str], bytes]]]:
+    """Load `source`'s windows from state-table items; return how many, and the source's other items
+    as (kind, key parts after the source, value) for the caller's own state."""
+    loaded = 0
+    others = []
+    for key, value in items:
+        kind, item_source, rest = codec.parse_key(key)
+        if item_source != source:
+            continue
+        if kind == codec.WINDOW:
+            windows.windows[(int(rest[0]), int(rest[1]))] = codec.decode_window(value)
+            loaded += 1
+        else:
+            others.append((kind, rest, value))
+    return loaded, others

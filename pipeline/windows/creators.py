@@ -22,7 +22,7 @@ import orjson
 
 from pipeline.windows import codec
 from pipeline.windows.aggregate import WindowAggregator
-from pipeline.windows.checkpoint import Checkpoint
+from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.watermark import NO_WATERMARK
 
 
@@ -66,32 +66,15 @@ class CreatorPartition:
         return applied
 
     def checkpoint(self) -> Checkpoint:
-        cp = Checkpoint()
-        final = self.windows.pop_final(self.watermark)
-        cp.final_windows = len(final)
-        for row in final:
-            cp.state[codec.window_key(self.source, row[0], row[1])] = None
-        changed = self.windows.take_changed()
-        windows = self.windows.windows
-        for row in changed:
-            cp.state[codec.window_key(self.source, row[0], row[1])] = codec.encode_window(
-                windows[(row[0], row[1])]
-            )
-        cp.window_rows = final + changed
+        cp = checkpoint_windows(self.windows, self.source, self.watermark)
         if self._meta_dirty:
             cp.state[codec.meta_key(self.source)] = orjson.dumps(self.source_watermarks)
             self._meta_dirty = False
         return cp
 
     def restore(self, items: Iterable[tuple[bytes, bytes]]) -> int:
-        loaded = 0
-        for key, value in items:
-            kind, source, rest = codec.parse_key(key)
-            if source != self.source:
-                continue
-            if kind == codec.WINDOW:
-                self.windows.windows[(int(rest[0]), int(rest[1]))] = codec.decode_window(value)
-                loaded += 1
-            elif kind == codec.SOURCE_META:
+        loaded, others = restore_windows(self.windows, self.source, items)
+        for kind, _rest, value in others:
+            if kind == codec.SOURCE_META:
                 self.source_watermarks = orjson.loads(value)
         return loaded
