@@ -81,7 +81,9 @@ def test_kill_9_at_random_points_gives_the_same_aggregates(baseline, settings_en
     assert window_stats(env) == baseline
 
 
-def test_clickhouse_down_for_30s_gives_the_same_aggregates(baseline, settings_env, tmp_path, clickhouse_server):
+def test_clickhouse_down_for_30s_gives_the_same_aggregates(
+    baseline, settings_env, tmp_path, clickhouse_server
+):
     env, worker = new_pipeline(settings_env, tmp_path, "outage")
     settings = Settings.from_env(env)
     chunks = traffic(settings)
@@ -96,7 +98,7 @@ def test_clickhouse_down_for_30s_gives_the_same_aggregates(baseline, settings_en
             health = worker.health()
             assert health["status"] == "degraded"
             assert any(s["retries"] > 0 for s in health["sink"].values())
-            assert 'livecommerce_sink_backpressure' in worker.metrics()
+            assert "livecommerce_sink_backpressure" in worker.metrics()
             time.sleep(20)
         finally:
             clickhouse_server.start()
