@@ -20,6 +20,7 @@ import orjson
 
 from load_tests.generator import MAX_BATCH_SIZE, Counts, TrafficConfig, TrafficModel
 from load_tests.producer import ProduceStats, Progress, produce
+from pipeline.kafka_options import client_options
 from pipeline.settings import Settings
 
 _DEFAULTS = TrafficConfig()
@@ -172,6 +173,7 @@ async def _produce(args: argparse.Namespace, settings: Settings, model: TrafficM
             compression=args.compression,
             linger_ms=args.kafka_linger_ms,
             topics=settings.topics.inputs,
+            client_options=client_options(settings),
         )
     finally:
         progress.close()

@@ -58,6 +58,7 @@ async def produce(
     linger_ms: int = 5,
     max_in_flight: int = 2000,
     topics: Iterable[str] = (),
+    client_options: dict | None = None,
 ) -> ProduceStats:
     """Send `messages` at `rate` records per second (None or 0: as fast as possible).
 
@@ -77,6 +78,7 @@ async def produce(
             compression_type=compression,
             linger_ms=linger_ms,
             max_request_size=MAX_REQUEST_BYTES,
+            **(client_options or {}),  # security protocol, SASL and TLS (pipeline.kafka_options)
         )
         await producer.start()
         await _wait_for_topics(producer, topics)

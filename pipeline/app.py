@@ -16,12 +16,15 @@ from dataclasses import dataclass
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pipeline.kafka_options import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
+from pipeline.serving.auth import protect
 from pipeline.serving.health import DependencyChecker
 from pipeline.settings import Settings
 from pipeline.sink.clickhouse_writer import ClickHouseWriter
 from pipeline.sink.tables import make_sinks
+from pipeline.sink.writer import InstrumentedWriter
 from pipeline.topics import contributions_topic
 
 HEALTH_CHECK_INTERVAL_S = 2.0
@@ -49,6 +52,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
+        topic_replication_factor=settings.kafka_replication_factor,
         datadir=str(datadir),
         store="rocksdb://",
         topic_partitions=settings.topic_partitions,
@@ -83,7 +88,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         value_type=bytes,
         help="open windows, watermarks and de-duplication memory per input partition",
     )
-    sinks = make_sinks(settings, ClickHouseWriter.from_settings(settings))
+    sinks = make_sinks(settings, InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics))
     runtime = StreamRuntime(settings, metrics, sinks, state, stream_topics)
     checker = DependencyChecker(settings)
     app.livecommerce = runtime
@@ -118,6 +123,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         # aiohttp refuses parameters in content_type, so the exposition format's header goes in whole.
         return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    protect(app.web.web_app, settings.web_auth_token, settings.web_host)
     return app
 
 

@@ -56,6 +56,7 @@ class RoomPartition:
         self._chunks: dict[int, int] = {}  # dedup chunk number -> highest ts in it
         self._next_chunk = 0
         self._raw: list[tuple[dict, str, int, int]] = []
+        self._newest: list[int] = []
         self._forward: dict[int, list] = {}
         self._heard: dict[int, int] = {}  # creator partition -> window of the watermark last sent there
         self._meta_dirty = False
@@ -85,6 +86,7 @@ class RoomPartition:
             topic, partition = self.topic, self.partition
             self._raw.extend((ev, topic, partition, offset) for ev in accepted)
             self._add_forwards(offset, accepted)
+            self._newest.append(max(ev["ts"] for ev in accepted))
         return result
 
     def _add_forwards(self, offset: int, accepted: list[dict]) -> None:
@@ -114,6 +116,7 @@ class RoomPartition:
             cp.state[codec.meta_key(source)] = orjson.dumps([self.watermark.max_event_ms, self._next_chunk])
             self._meta_dirty = False
         cp.raw_events, self._raw = self._raw, []
+        cp.newest_event_ms, self._newest = self._newest, []
         cp.forwards = self._take_forwards()
         return cp
 

@@ -89,6 +89,30 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.sink_errors = Counter(
+            "livecommerce_sink_errors", "Failed insert attempts (each is retried).", ["table"], registry=r
+        )
+        self.sink_insert_duration = Histogram(
+            "livecommerce_sink_insert_seconds",
+            "Duration of successful inserts into ClickHouse.",
+            ["table"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.sink_batch_rows = Histogram(
+            "livecommerce_sink_batch_rows",
+            "Rows per insert into ClickHouse.",
+            ["table"],
+            buckets=(1, 10, 100, 1_000, 5_000, 20_000, 100_000),
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "livecommerce_end_to_end_seconds",
+            "Event time to the moment its window row was written to ClickHouse, per input message "
+            "(the newest event of the message); includes client-side delay before the event reached Kafka.",
+            buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300),
+            registry=r,
+        )
         self.sink_insert_seconds = Gauge(
             "livecommerce_sink_last_insert_seconds",
             "Duration of the last successful insert.",

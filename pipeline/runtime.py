@@ -76,6 +76,10 @@ class StreamRuntime:
             await self.sinks.room_windows.put(cp.window_rows)
         await self.sinks.raw_events.flush()
         await self.sinks.room_windows.flush()
+        written_ms = time.time() * 1000
+        for cp in checkpoints.values():
+            for ts in cp.newest_event_ms:
+                metrics.end_to_end.observe((written_ms - ts) / 1000)
         for cp in checkpoints.values():
             for target, value in cp.forwards.items():
                 await self.topics.contributions.send(value=value, partition=target)

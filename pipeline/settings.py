@@ -34,15 +34,27 @@ class Topics:
         return (self.views, self.clicks, self.orders)
 
 
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_replication_factor: int = 1
     clickhouse_url: str = "http://127.0.0.1:8123"
     clickhouse_database: str = "livecommerce"
     clickhouse_user: str = "default"
     clickhouse_password: str = field(default="", repr=False)
+    clickhouse_ca_file: str = ""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_auth_token: str = field(default="", repr=False)
     app_id: str = "livecommerce"
     topics: Topics = field(default_factory=Topics)
     topic_partitions: int = 12
@@ -77,8 +89,22 @@ class Settings:
                 "DEDUP_HORIZON_SECONDS must be at least WINDOW_SECONDS + ALLOWED_LATENESS_SECONDS "
                 f"({(window_ms + lateness_ms) // 1000}), got {horizon_ms // 1000}"
             )
+        protocol = r.choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOLS, upper=True)
+        sasl_user, sasl_password = r.text("KAFKA_SASL_USERNAME", ""), env.get("KAFKA_SASL_PASSWORD", "")
+        if protocol.startswith("SASL") and not (sasl_user and sasl_password):
+            raise SettingsError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
         return cls(
             kafka_bootstrap_servers=r.bootstrap("KAFKA_BOOTSTRAP_SERVERS", cls.kafka_bootstrap_servers),
+            kafka_security_protocol=protocol,
+            kafka_sasl_mechanism=r.choice("KAFKA_SASL_MECHANISM", "PLAIN", KAFKA_SASL_MECHANISMS, upper=True),
+            kafka_sasl_username=sasl_user,
+            kafka_sasl_password=sasl_password,
+            kafka_ssl_cafile=r.file("KAFKA_SSL_CAFILE"),
+            kafka_replication_factor=r.integer("KAFKA_REPLICATION_FACTOR", 1, minimum=1),
+            clickhouse_ca_file=r.file("CLICKHOUSE_CA_FILE"),
+            web_auth_token=env.get("WEB_AUTH_TOKEN", ""),
             clickhouse_url=r.url("CLICKHOUSE_URL", cls.clickhouse_url),
             clickhouse_database=r.name("CLICKHOUSE_DATABASE", cls.clickhouse_database),
             clickhouse_user=r.text("CLICKHOUSE_USER", cls.clickhouse_user),
@@ -137,10 +163,17 @@ class _Reader:
             raise SettingsError(f"{var} must be <= {maximum}, got {value}")
         return value
 
-    def choice(self, var: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.text(var, default).lower()
+    def choice(self, var: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
+        value = self.text(var, default)
+        value = value.upper() if upper else value.lower()
         if value not in choices:
             raise SettingsError(f"{var} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def file(self, var: str) -> str:
+        value = self.text(var, "")
+        if value and not Path(value).is_file():
+            raise SettingsError(f"{var} must name a readable file, got {value!r}")
         return value
 
     def bootstrap(self, var: str, default: str) -> str:

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from pipeline.errors import UserFacingError
+from pipeline.kafka_options import client_options
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,11 @@ async def ensure_topics(
     settings: Settings, replication_factor: int = 1, timeout_s: float = 30.0
 ) -> list[str]:
     """Create missing topics; return the names created. Raises UserFacingError if Kafka is unreachable."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        request_timeout_ms=10_000,
+        **client_options(settings),
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
     except (KafkaConnectionError, TimeoutError, OSError) as exc:
@@ -48,7 +53,10 @@ async def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(
-                    [NewTopic(name, settings.topic_partitions, replication_factor) for name in missing]
+                    [
+                        NewTopic(name, settings.topic_partitions, settings.kafka_replication_factor)
+                        for name in missing
+                    ]
                 )
             log.info("created topics %s with %d partitions", ", ".join(missing), settings.topic_partitions)
         copartitioned = [*settings.topics.inputs, contributions_topic(settings)]

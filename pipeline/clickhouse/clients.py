@@ -84,6 +84,7 @@ def connection_args(settings: Settings) -> dict[str, Any]:
         "proxy_path": parts.path.rstrip("/"),
         # A session would serialise every query of a client; none of our uses needs temporary tables.
         "autogenerate_session_id": False,
+        **({"ca_cert": settings.clickhouse_ca_file} if settings.clickhouse_ca_file else {}),
     }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pipeline.kafka_options import client_options
 from pipeline.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,9 @@ class DependencyChecker:
     async def _kafka_ok(self) -> None:
         if self._admin is None:
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers, request_timeout_ms=3000
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                request_timeout_ms=3000,
+                **client_options(self.settings),
             )
             await admin.start()
             self._admin = admin

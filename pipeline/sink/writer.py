@@ -10,6 +10,7 @@ Contract of `Writer.write`:
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -45,3 +46,27 @@ class ListWriter:
 
     def rows(self, table: str) -> list[tuple]:
         return list(self.tables.get(table, []))
+
+
+class InstrumentedWriter:
+    """Wraps a `Writer` and records batch sizes, insert latency and failures in the pipeline metrics."""
+
+    def __init__(self, writer: Writer, metrics) -> None:
+        self.writer = writer
+        self.metrics = metrics
+
+    async def write(
+        self, table: str, columns: Sequence[str], rows: Sequence[tuple], dedup_token: str
+    ) -> None:
+        name = table.rsplit(".", 1)[-1]
+        started = time.perf_counter()
+        try:
+            await self.writer.write(table, columns, rows, dedup_token)
+        except Exception:
+            self.metrics.sink_errors.labels(table=name).inc()
+            raise
+        self.metrics.sink_insert_duration.labels(table=name).observe(time.perf_counter() - started)
+        self.metrics.sink_batch_rows.labels(table=name).observe(len(rows))
+
+    def __getattr__(self, name: str):
+        return getattr(self.writer, name)  # reachable, last_insert_seconds, close, ...

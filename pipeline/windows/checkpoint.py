@@ -24,6 +24,7 @@ class Checkpoint:
     raw_events: list[tuple[dict, str, int, int]] = field(default_factory=list)
     forwards: dict[int, bytes] = field(default_factory=dict)
     state: dict[bytes, bytes | None] = field(default_factory=dict)
+    newest_event_ms: list[int] = field(default_factory=list)  # per input message, for the latency metric
 
 
 def checkpoint_windows(windows: WindowAggregator, source: str, watermark: int) -> Checkpoint:
