@@ -19,8 +19,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pipeline.kafka_options import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
+from pipeline.serving import jobs
 from pipeline.serving.auth import protect
 from pipeline.serving.health import DependencyChecker
+from pipeline.serving.milestones import MilestoneWatcher
+from pipeline.serving.routes import register_routes
 from pipeline.settings import Settings
 from pipeline.sink.clickhouse_writer import ClickHouseWriter
 from pipeline.sink.tables import make_sinks
@@ -28,6 +31,7 @@ from pipeline.sink.writer import InstrumentedWriter
 from pipeline.topics import contributions_topic
 
 HEALTH_CHECK_INTERVAL_S = 2.0
+MILESTONE_CHECK_INTERVAL_S = 5.0
 # A batch is checkpointed when it holds this many messages or this much time has passed: the
 # second-level freshness promise of the leaderboards rests on CHECKPOINT_SECONDS.
 CHECKPOINT_MESSAGES = 2_000
@@ -123,6 +127,25 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         # aiohttp refuses parameters in content_type, so the exposition format's header goes in whole.
         return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    @app.task
+    async def load_campaign_registry() -> None:
+        await jobs.on_worker_start(settings)  # a broken registry file stops the worker at start, loudly
+
+    # Leaderboard snapshots and milestone checks are cluster-wide jobs: one worker (the leader) runs them.
+    @app.timer(interval=jobs.ROLL_INTERVAL_S, on_leader=True)
+    async def roll_leaderboards() -> None:
+        await jobs.roll_snapshots(settings, runtime.watermark_ms())
+
+    async def send_milestone(topic: str, key: bytes, value: bytes) -> None:
+        await app.producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=None)
+
+    watcher = MilestoneWatcher(settings, send_milestone)
+
+    @app.timer(interval=MILESTONE_CHECK_INTERVAL_S, on_leader=True)
+    async def check_milestones() -> None:
+        await watcher.check()
+
+    register_routes(app, settings, watermark_ms=runtime.watermark_ms)
     protect(app.web.web_app, settings.web_auth_token, settings.web_host)
     return app
 

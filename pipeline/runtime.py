@@ -144,6 +144,11 @@ class StreamRuntime:
         finally:
             _current_event.reset(token)
 
+    def watermark_ms(self) -> int | None:
+        """The event time every room partition of this worker has passed (None before any event)."""
+        marks = [p.watermark.value for p in self.rooms.partitions().values() if p.watermark.value > 0]
+        return min(marks) if marks else None
+
     def state_size(self) -> tuple[int, int]:
         windows = users = 0
         for part in [*self.rooms.partitions().values(), *self.creators.values()]:

@@ -63,6 +63,7 @@ class Settings:
     allowed_lateness_ms: int = 120_000
     dedup_horizon_ms: int = 10 * 60 * 1000
     raw_events_ttl_days: int = 30
+    milestones_fen: tuple[int, ...] = (1_000_000_000, 10_000_000_000)  # 1,000万 and 1亿 CNY
     consumer_session_timeout_s: int = 30
     local_dir: Path = PROJECT_ROOT / ".local"
     log_level: str = "info"
@@ -118,6 +119,7 @@ class Settings:
             window_ms=window_ms,
             allowed_lateness_ms=lateness_ms,
             dedup_horizon_ms=horizon_ms,
+            milestones_fen=r.integer_list("MILESTONES_FEN", cls.milestones_fen),
             raw_events_ttl_days=r.integer("RAW_EVENTS_TTL_DAYS", cls.raw_events_ttl_days, minimum=1),
             consumer_session_timeout_s=r.integer(
                 "CONSUMER_SESSION_TIMEOUT_SECONDS", 30, minimum=6, maximum=300
@@ -162,6 +164,18 @@ class _Reader:
         if maximum is not None and value > maximum:
             raise SettingsError(f"{var} must be <= {maximum}, got {value}")
         return value
+
+    def integer_list(self, var: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        raw = self._raw(var)
+        if raw is None:
+            return default
+        try:
+            values = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+        except ValueError:
+            raise SettingsError(f"{var} must be comma-separated positive integers, got {raw!r}") from None
+        if not values or values[0] <= 0:
+            raise SettingsError(f"{var} must be comma-separated positive integers, got {raw!r}")
+        return values
 
     def choice(self, var: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
         value = self.text(var, default)

@@ -72,7 +72,10 @@ def test_migrate_applies_all_then_rerun_is_a_noop(clickhouse_server, capsys):
         assert "applied 0001_raw_events" in first and "skipped" not in first.splitlines()[0]
         assert run_migrate(args, settings) == 0
         second = capsys.readouterr().out
-        assert "migrate: applied 0, skipped 5" in second and "applied 0001" not in second
+        assert (
+            f"migrate: applied 0, skipped {len(migrations.load_migrations())}" in second
+            and "applied 0001" not in second
+        )
         ledger = client.query(f"SELECT version, checksum FROM {db}.schema_migrations FINAL ORDER BY version")
         assert [v for v, _ in ledger.result_rows] == [m.version for m in migrations.load_migrations()]
         tables = set(client.query(f"SHOW TABLES FROM {db}").result_columns[0])

@@ -1,0 +1,159 @@
+"""The read-only JSON API: parameter checks, campaign lookup and response shapes.
+
+Contract: every method of `ServingApi` is a coroutine returning `(http_status, json_body)`; it never
+blocks the event loop (ClickHouse calls go through `asyncio.to_thread` on one read-only `Profile.QUERY`
+client). Bad parameters -> 400 `{"error": ...}`, unknown campaign or key -> 404, ClickHouse unreachable
+-> 503. Path and query text is validated into ints / known words first and reaches SQL only as bound
+parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from pipeline.clickhouse.clients import Profile, make_client
+from pipeline.serving import leaderboard as queries
+from pipeline.serving.registry import ID_RE, Campaign
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+DEFAULT_MINUTES, MAX_MINUTES = 60, 1440
+MAX_ID = 2**63 - 1
+CAMPAIGN_CACHE_S = 5.0
+KIND_BY_PATH = {"rooms": "room", "creators": "creator"}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def int_param(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise BadRequest(400, f"{name} must be an integer from 1 to {maximum}")
+    return int(raw)
+
+
+def key_param(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        raise BadRequest(400, "id must be an integer from 1 to 2^63-1")
+    return int(raw)
+
+
+def campaign_json(c: Campaign, now_ms: int) -> dict:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "name_en": c.name_en,
+        "starts_at": c.starts_ms,
+        "ends_at": c.ends_ms,
+        "timezone": c.timezone,
+        "status": c.status(now_ms),
+    }
+
+
+class ServingApi:
+    """Answers the API routes; `watermark_ms()` (optional) gives the stream's event-time watermark."""
+
+    def __init__(self, settings: Settings, watermark_ms: Callable[[], int | None] | None = None):
+        self.settings = settings
+        self.watermark_ms = watermark_ms or (lambda: None)
+        self._client = None
+        self._campaigns: tuple[float, dict[str, Campaign]] = (0.0, {})
+
+    async def _run(self, fn, *args):
+        if self._client is None:
+            self._client = await asyncio.to_thread(make_client, self.settings, Profile.QUERY)
+        return await asyncio.to_thread(fn, self._client, self.settings, *args)
+
+    async def _all_campaigns(self) -> dict[str, Campaign]:
+        fetched_at, cached = self._campaigns
+        if time.monotonic() - fetched_at < CAMPAIGN_CACHE_S:
+            return cached
+        rows = await self._run(_read_campaigns)
+        self._campaigns = (time.monotonic(), rows)
+        return rows
+
+    async def _campaign(self, campaign_id: str) -> Campaign:
+        found = (await self._all_campaigns()).get(campaign_id) if ID_RE.match(campaign_id) else None
+        if found is None:
+            raise BadRequest(404, f"unknown campaign {campaign_id[:64]!r}")
+        return found
+
+    async def handle(self, coro) -> tuple[int, dict]:
+        """Run one API coroutine and turn its failures into (status, error body)."""
+        try:
+            return 200, await coro
+        except BadRequest as exc:
+            return exc.status, {"error": str(exc)}
+        except Exception as exc:  # ClickHouse down or a query failing: the page shows "connection lost"
+            log.warning("API request failed: %s: %s", type(exc).__name__, str(exc)[:300])
+            self._client = None if "connect" in str(exc).lower() else self._client
+            return 503, {"error": "data store unavailable"}
+
+    async def campaigns(self) -> dict:
+        now_ms = int(time.time() * 1000)
+        items = sorted((await self._all_campaigns()).values(), key=lambda c: (c.starts_ms, c.id))
+        return {"now": now_ms, "campaigns": [campaign_json(c, now_ms) for c in items]}
+
+    async def leaderboard(self, campaign_id: str, query: Mapping[str, str]) -> dict:
+        by = query.get("by", "creator")
+        if by not in ("creator", "room"):
+            raise BadRequest(400, "by must be creator or room")
+        limit = int_param(query, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+        c = await self._campaign(campaign_id)
+        board = await self._run(queries.leaderboard, c, by, limit, self.watermark_ms())
+        return {"campaign": campaign_json(c, int(time.time() * 1000)), "by": by, **board}
+
+    async def key_series(self, campaign_id: str, kind_path: str, raw_id: str, query) -> dict:
+        kind = KIND_BY_PATH[kind_path]
+        key_id = key_param(raw_id)
+        minutes = int_param(query, "minutes", DEFAULT_MINUTES, MAX_MINUTES)
+        c = await self._campaign(campaign_id)
+        series = await self._run(queries.key_series, c, kind, key_id, minutes)
+        if series is None:
+            raise BadRequest(404, f"{kind} {key_id} has no data in campaign {c.id}")
+        return {"campaign": c.id, "by": kind, "id": key_id, "window_ms": self.settings.window_ms,
+                "series": series}  # fmt: skip
+
+    async def gmv_series(self, campaign_id: str, query) -> dict:
+        minutes = int_param(query, "minutes", DEFAULT_MINUTES, MAX_MINUTES)
+        c = await self._campaign(campaign_id)
+        series = await self._run(queries.gmv_series, c, minutes)
+        return {"campaign": c.id, "window_ms": self.settings.window_ms, "series": series}
+
+    async def milestones(self, campaign_id: str, query) -> dict:
+        limit = int_param(query, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+        c = await self._campaign(campaign_id)
+        return {"campaign": c.id, "milestones": await self._run(_read_milestones, c.id, limit)}
+
+
+def _read_campaigns(client, settings: Settings) -> dict[str, Campaign]:
+    rows = client.query(
+        "SELECT campaign_id, name, name_en, toUnixTimestamp(starts_at), toUnixTimestamp(ends_at), timezone"
+        f" FROM {settings.clickhouse_database}.campaigns FINAL"
+    ).result_rows
+    return {
+        cid: Campaign(cid, name, name_en, datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC), tz)
+        for cid, name, name_en, s, e, tz in rows
+    }
+
+
+def _read_milestones(client, settings: Settings, campaign_id: str, limit: int) -> list[dict]:
+    rows = client.query(
+        "SELECT kind, id, threshold_fen, gmv_fen, toUnixTimestamp64Milli(detected_at)"
+        f" FROM {settings.clickhouse_database}.milestones FINAL WHERE campaign_id = {{c:String}}"
+        " ORDER BY detected_at DESC, kind, id, threshold_fen LIMIT {n:UInt32}",
+        parameters={"c": campaign_id, "n": limit},
+    ).result_rows
+    names = ("kind", "id", "threshold_fen", "gmv_fen", "detected_at")
+    return [dict(zip(names, (k, int(i), int(t), int(g), int(d)), strict=True)) for k, i, t, g, d in rows]

@@ -1,0 +1,177 @@
+"""Leaderboard, series and totals queries over one campaign (blocking; callers use asyncio.to_thread).
+
+Contract (all money integer fen; every value reaches SQL as a bound parameter, identifiers come from
+code only):
+- `leaderboard(client, settings, c, kind, limit, watermark_ms)` -> dict with `as_of` (ms or None),
+  `updated_at` (ms of the newest write, or None), `totals` and `rows` ranked by gmv_fen desc, id asc.
+  Additive sums = current snapshot (rollup.py) + the unsealed windows, each window counted once (max per
+  window and key first). viewers / buyers come from the hourly uniqExact states of the top ids only, so
+  a user in many windows counts once. rank_change = rank on the board one window earlier (the newest
+  window left out) minus the rank now: positive = moved up; None = not on that earlier board.
+- `key_series(...)` -> the per-window rows of one room or creator (None if it has no window there).
+- `gmv_series(...)` -> per-window GMV and orders of the whole campaign over its last `minutes`.
+- `keys_over(...)` -> [(id, gmv_fen)] of the keys whose campaign GMV is at least `min_gmv_fen`.
+"""
+
+from __future__ import annotations
+
+from pipeline.serving.registry import Campaign
+from pipeline.serving.rollup import current_snapshot, sources
+from pipeline.settings import Settings
+
+_RANGE = "window_start >= toDateTime({f:UInt32}, 'UTC') AND window_start < toDateTime({e:UInt32}, 'UTC')"
+
+
+def _union(settings: Settings, kind: str) -> str:
+    """Per-key sums over snapshot + tail; `prev_*` leave out windows from {latest} on."""
+    view, _, key, creator = sources(settings, kind)
+    return (
+        "SELECT id, max(cid) AS creator_id, sum(g) AS gmv, sum(o) AS orders, sum(v) AS views,"
+        " sum(pg) AS prev_gmv, max(p) AS prev_seen FROM ("
+        " SELECT id, creator_id AS cid, gmv_fen AS g, orders AS o, views AS v, gmv_fen AS pg, 1 AS p"
+        f" FROM {settings.clickhouse_database}.leaderboard_snapshots"
+        "  WHERE campaign_id = {c:String} AND kind = {k:String} AND snapshot_id = {sid:UInt64}"
+        f" UNION ALL SELECT {key} AS id, {creator} AS cid, gmv_fen AS g, orders AS o, views AS v,"
+        "  if(window_start < toDateTime({latest:UInt32}, 'UTC'), gmv_fen, 0) AS pg,"
+        "  toUInt8(window_start < toDateTime({latest:UInt32}, 'UTC')) AS p"
+        f" FROM {view} WHERE {_RANGE}"
+        ") GROUP BY id"
+    )
+
+
+def _tail(client, settings: Settings, c: Campaign, kind: str) -> dict:
+    """Snapshot id and the bounds/newest-window facts of the unsealed tail."""
+    _, raw, _, _ = sources(settings, kind)
+    snap = current_snapshot(client, settings, c.id, kind)
+    sid, tail_from = (snap[0], snap[1]) if snap else (0, c.starts_ms // 1000)
+    params = {"c": c.id, "k": kind, "sid": sid, "f": tail_from, "e": c.ends_ms // 1000}
+    latest_start, latest_end, updated, n = client.query(
+        "SELECT toUnixTimestamp(max(window_start)), toUnixTimestamp(max(window_end)),"
+        f" toUnixTimestamp64Milli(max(updated_at)), count() FROM {raw} WHERE {_RANGE}",
+        parameters=params,
+    ).result_rows[0]
+    params["latest"] = int(latest_start) if n else c.ends_ms // 1000
+    return {
+        "params": params,
+        "latest_end": int(latest_end) if n else None,
+        "updated": int(updated) if n else None,
+    }
+
+
+def as_of_ms(
+    settings: Settings, c: Campaign, latest_end_s: int | None, watermark_ms: int | None
+) -> int | None:
+    """Event time the data is complete to: the stream's watermark when known, else the newest window's
+    end minus the allowed lateness (the watermark rule applied to stored data); within the campaign."""
+    if watermark_ms is not None:
+        value = watermark_ms
+    elif latest_end_s is not None:
+        value = latest_end_s * 1000 - settings.allowed_lateness_ms
+    else:
+        return None
+    return max(c.starts_ms, min(value, c.ends_ms))
+
+
+def leaderboard(client, settings: Settings, c: Campaign, kind: str, limit: int, watermark_ms=None) -> dict:
+    tail = _tail(client, settings, c, kind)
+    ranked = client.query(
+        "SELECT id, creator_id, gmv, orders, views, prev_rank, prev_seen, total_gmv, total_orders,"
+        " total_views, keys FROM (SELECT *,"
+        " row_number() OVER (ORDER BY prev_gmv DESC, prev_seen DESC, id ASC) AS prev_rank,"
+        " sum(gmv) OVER () AS total_gmv, sum(orders) OVER () AS total_orders,"
+        " sum(views) OVER () AS total_views,"
+        f" count() OVER () AS keys FROM ({_union(settings, kind)}))"
+        " ORDER BY gmv DESC, id ASC LIMIT {n:UInt32}",
+        parameters={**tail["params"], "n": limit},
+    ).result_rows
+    uniques = _uniques(client, settings, c, kind, [int(r[0]) for r in ranked])
+    rows = []
+    for rank, (key, creator, gmv, orders, views, prev_rank, prev_seen, *_) in enumerate(ranked, start=1):
+        viewers, buyers = uniques.get(int(key), (0, 0))
+        row = {
+            "rank": rank,
+            "id": int(key),
+            "gmv_fen": int(gmv),
+            "orders": int(orders),
+            "buyers": buyers,
+            "viewers": viewers,
+            "views": int(views),
+            "conversion": round(buyers / viewers, 6) if viewers else 0.0,
+            "gpm": int(gmv) * 1000 // int(views) if views else 0,
+            "rank_change": int(prev_rank) - rank if prev_seen else None,
+        }
+        if kind == "room":
+            row["creator_id"] = int(creator)
+        rows.append(row)
+    first = ranked[0] if ranked else None
+    return {
+        "as_of": as_of_ms(settings, c, tail["latest_end"], watermark_ms),
+        "updated_at": tail["updated"],
+        "totals": {
+            "gmv_fen": int(first[7]) if first else 0,
+            "orders": int(first[8]) if first else 0,
+            "views": int(first[9]) if first else 0,
+            "keys": int(first[10]) if first else 0,
+        },
+        "rows": rows,
+    }
+
+
+def _uniques(
+    client, settings: Settings, c: Campaign, kind: str, ids: list[int]
+) -> dict[int, tuple[int, int]]:
+    """id -> (viewers, buyers) over the campaign's hours, exact (uniqExact states merged)."""
+    if not ids:
+        return {}
+    _, _, key, _ = sources(settings, kind)
+    rows = client.query(
+        f"SELECT {key}, uniqExactMerge(viewers), uniqExactMerge(buyers)"
+        f" FROM {settings.clickhouse_database}.room_hourly_uniques"
+        " WHERE hour >= toStartOfHour(toDateTime({f:UInt32}, 'UTC')) AND hour < toDateTime({e:UInt32}, 'UTC')"
+        f" AND {key} IN {{ids:Array(UInt64)}} GROUP BY {key}",
+        parameters={"f": c.starts_ms // 1000, "e": c.ends_ms // 1000, "ids": ids},
+    ).result_rows
+    return {int(k): (int(v), int(b)) for k, v, b in rows}
+
+
+def key_series(client, settings: Settings, c: Campaign, kind: str, key_id: int, minutes: int) -> list | None:
+    """The last `minutes` windows (up to the newest one) of one key, oldest first; None if it has none."""
+    view, _, key, _ = sources(settings, kind)
+    rows = client.query(
+        "SELECT toUnixTimestamp(window_start) AS ws, gmv_fen, orders, views, viewers, buyers"
+        f" FROM {view} WHERE {_RANGE} AND {key} = {{id:UInt64}} ORDER BY ws DESC LIMIT {{n:UInt32}}",
+        parameters={"f": c.starts_ms // 1000, "e": c.ends_ms // 1000, "id": key_id, "n": minutes},
+    ).result_rows
+    if not rows:
+        return None
+    names = ("window_start", "gmv_fen", "orders", "views", "viewers", "buyers")
+    return [dict(zip(names, (int(ws) * 1000, *map(int, rest)), strict=True)) for ws, *rest in reversed(rows)]
+
+
+def gmv_series(client, settings: Settings, c: Campaign, minutes: int) -> list[dict]:
+    """Campaign GMV and orders per window for the last `minutes` windows that have data."""
+    view, raw, _, _ = sources(settings, "room")
+    bounds = {"f": c.starts_ms // 1000, "e": c.ends_ms // 1000}
+    newest = client.query(
+        f"SELECT toUnixTimestamp(window_start) FROM {raw} WHERE {_RANGE} ORDER BY window_start DESC LIMIT 1",
+        parameters=bounds,
+    ).result_rows
+    if not newest:
+        return []
+    latest = newest[0][0]
+    start = max(bounds["f"], int(latest) - (minutes - 1) * (settings.window_ms // 1000))
+    rows = client.query(
+        f"SELECT toUnixTimestamp(window_start) AS ws, sum(gmv_fen), sum(orders) FROM {view} WHERE {_RANGE}"
+        " GROUP BY ws ORDER BY ws",
+        parameters={**bounds, "f": start},
+    ).result_rows
+    return [{"window_start": int(ws) * 1000, "gmv_fen": int(g), "orders": int(o)} for ws, g, o in rows]
+
+
+def keys_over(client, settings: Settings, c: Campaign, kind: str, min_gmv_fen: int) -> list[tuple[int, int]]:
+    tail = _tail(client, settings, c, kind)
+    rows = client.query(
+        f"SELECT id, gmv FROM ({_union(settings, kind)}) WHERE gmv >= {{m:Int64}} ORDER BY id",
+        parameters={**tail["params"], "m": min_gmv_fen},
+    ).result_rows
+    return [(int(k), int(g)) for k, g in rows]
