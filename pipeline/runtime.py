@@ -4,7 +4,7 @@ Faust hands the agents a list of events (`take_events`) and acknowledges them wh
 returns, so everything durable happens inside the handler, in this order (see `Checkpoint`):
 
 1. raw events and window rows are written to ClickHouse (retried with backoff until they are);
-2. creator contributions are sent to the repartition topic;
+2. creator contributions are sent to the repartition topic and acknowledged by Kafka;
 3. window state, watermarks and de-duplication memory go to the state table (RocksDB + changelog);
 4. the producer is flushed, then the handler returns and Faust may commit the input offsets.
 
@@ -83,6 +83,9 @@ class StreamRuntime:
         for cp in checkpoints.values():
             for target, value in cp.forwards.items():
                 await self.topics.contributions.send(value=value, partition=target)
+        # Contributions must be in Kafka before any state that says these events were seen: a replay
+        # after a crash treats those events as duplicates and would never forward them again.
+        await self.topics.flush()
         for tp, cp in checkpoints.items():
             self._write_state(touched[tp], cp)
             msg = touched[tp].message
