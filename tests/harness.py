@@ -22,6 +22,7 @@ from pathlib import Path
 import clickhouse_connect
 from aiokafka import AIOKafkaProducer
 
+from load_tests.generator import TrafficConfig, TrafficModel
 from pipeline.local.process import find_free_port
 from pipeline.settings import Settings
 
@@ -157,6 +158,19 @@ async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, by
         return len(futures)
     finally:
         await producer.stop()
+
+
+def generated_traffic(settings: Settings, start_ts: int, chunks: int) -> list[list[tuple[str, bytes, bytes]]]:
+    """The same generated traffic (batches, retries, disorder, invalid messages) for every run that passes
+    the same `start_ts`, cut into `chunks` sent one after the other."""
+    model = TrafficModel(
+        TrafficConfig(seed=11, rooms=40, creators=12, users=2_000, batch_size=20, linger_ms=500, rate=100,
+                      start_ts_ms=start_ts, duplicate_share=0.02, invalid_share=0.01),
+        topics=settings.topics,
+    )  # fmt: skip
+    messages = [(m.topic, m.key, m.value) for m in model.messages(8_000)]
+    size = len(messages) // chunks + 1
+    return [messages[i : i + size] for i in range(0, len(messages), size)]
 
 
 def window_stats(env: dict[str, str]) -> dict[str, list[tuple]]:

@@ -12,9 +12,8 @@ import random
 import time
 
 import pytest
-from harness import WorkerProcess, cli, isolated_env, produce, window_stats
+from harness import WorkerProcess, cli, generated_traffic, isolated_env, produce, window_stats
 
-from load_tests.generator import TrafficConfig, TrafficModel
 from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
@@ -23,15 +22,7 @@ START_TS = int(time.time() * 1000) - 20 * 60_000  # shared by every run of this 
 
 
 def traffic(settings: Settings) -> list[list[tuple[str, bytes, bytes]]]:
-    """The same traffic for every run, cut into chunks sent one after the other."""
-    model = TrafficModel(
-        TrafficConfig(seed=11, rooms=40, creators=12, users=2_000, batch_size=20, linger_ms=500, rate=100,
-                      start_ts_ms=START_TS, duplicate_share=0.02, invalid_share=0.01),
-        topics=settings.topics,
-    )  # fmt: skip
-    messages = [(m.topic, m.key, m.value) for m in model.messages(8_000)]
-    size = len(messages) // CHUNKS + 1
-    return [messages[i : i + size] for i in range(0, len(messages), size)]
+    return generated_traffic(settings, START_TS, CHUNKS)
 
 
 def new_pipeline(settings_env, tmp_path, name):

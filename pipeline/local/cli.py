@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pipeline.local.clickhouse import LocalClickHouse
 from pipeline.local.kafka import LocalKafka
+from pipeline.local.kafka_cluster import LocalKafkaCluster
 from pipeline.local.kafka_jars import KAFKA_VERSION, default_lib_dir
 from pipeline.local.service import LocalService
 from pipeline.settings import Settings
@@ -51,7 +52,22 @@ def local_clickhouse(
     )
 
 
-def _kafka(args: argparse.Namespace, settings: Settings) -> LocalKafka:
+def local_kafka_cluster(
+    settings: Settings, brokers: int, port: int | None = None, directory: Path | None = None,
+    lib_dir: Path | None = None,
+) -> LocalKafkaCluster:  # fmt: skip
+    """`brokers` local nodes on ports port, port+2, ... (controllers on port+1, port+3, ...)."""
+    port = port or int(settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")[2])
+    return LocalKafkaCluster(
+        directory=directory or settings.local_dir / "kafka-cluster",
+        lib_dir=lib_dir or default_lib_dir(settings.local_dir),
+        ports=[port + 2 * i for i in range(brokers)],
+    )
+
+
+def _kafka(args: argparse.Namespace, settings: Settings) -> LocalKafka | LocalKafkaCluster:
+    if args.brokers > 1:
+        return local_kafka_cluster(settings, args.brokers, args.port, args.dir, args.lib_dir)
     return local_kafka(settings, args.port, args.dir, args.lib_dir, args.controller_port)
 
 
@@ -98,6 +114,7 @@ def _add_lifecycle(
     description: str,
     factory: Factory,
     add_options: Callable[[argparse.ArgumentParser], None],
+    common_options: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
     parser = sub.add_parser(name, help=summary, description=description)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -117,6 +134,8 @@ def _add_lifecycle(
             default=None,
             help=f"data, logs and pidfile directory (default: $LIVECOMMERCE_LOCAL_DIR/{name}, .local/{name})",
         )
+        if common_options is not None:
+            common_options(child)
         if action == "start":
             add_options(child)
         else:
@@ -145,6 +164,17 @@ def _kafka_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _kafka_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="nodes in the local cluster (default 1). With more than one, node i listens on --port + 2(i-1), "
+        "data lives in $LIVECOMMERCE_LOCAL_DIR/kafka-cluster, and topics replicate 3 ways (min ISR 2); "
+        "pass the same --brokers to status and stop",
+    )
+
+
 def _clickhouse_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-port",
@@ -167,6 +197,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "The first start fetches the broker's jars from Maven Central with mvn; it needs java on PATH.",
         _kafka,
         _kafka_options,
+        _kafka_common_options,
     )
     _add_lifecycle(
         subparsers,

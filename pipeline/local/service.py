@@ -95,8 +95,17 @@ class LocalService(ABC):
         Raises `UserFacingError` if a port is taken, preparation fails, the process exits during
         start (with the tail of its log), or it does not answer within `start_timeout` seconds.
         """
-        if self.running_pid() is not None:
+        pid = self.launch()
+        if pid is None:
             return False
+        self.wait_ready(pid)
+        return True
+
+    def launch(self) -> int | None:
+        """Check ports, prepare and spawn the process without waiting for it to answer; None if it
+        already runs. Several services that need each other (a KRaft quorum) launch first, then wait."""
+        if self.running_pid() is not None:
+            return None
         for option, port in self.ports().items():
             if process.port_in_use(port):
                 raise UserFacingError(
@@ -107,6 +116,10 @@ class LocalService(ABC):
         self.prepare()
         pid = process.spawn_detached(self.command(), self.log_path, cwd=self.directory, tied=self.tied)
         self.pidfile.write(pid)
+        return pid
+
+    def wait_ready(self, pid: int) -> None:
+        """Return once the launched process answers; otherwise stop it and raise `UserFacingError`."""
         exited = False
 
         def ready_or_exited() -> bool:
@@ -117,7 +130,7 @@ class LocalService(ABC):
         answered = process.wait_until(ready_or_exited, self.start_timeout, interval=0.25)
         if answered and not exited:
             self.endpoint_file.write_text(self.endpoint + "\n")
-            return True
+            return
         if not exited:
             process.terminate(pid, self.stop_timeout)
         self.pidfile.remove()
