@@ -71,17 +71,11 @@ class Metrics:
         self.state_users = Gauge(
             "livecommerce_state_distinct_users", "Distinct user ids held by open windows.", registry=r
         )
-        self.sink_rows = Gauge(
-            "livecommerce_sink_rows_written", "Rows written to ClickHouse since start.", ["table"], registry=r
+        self.sink_rows = Counter(
+            "livecommerce_sink_rows_written", "Rows written to ClickHouse.", ["table"], registry=r
         )
         self.sink_buffered = Gauge(
             "livecommerce_sink_buffered_rows", "Rows waiting to be written.", ["table"], registry=r
-        )
-        self.sink_retries = Gauge(
-            "livecommerce_sink_retries",
-            "Insert attempts that failed and were retried.",
-            ["table"],
-            registry=r,
         )
         self.sink_backpressure = Gauge(
             "livecommerce_sink_backpressure",
@@ -113,12 +107,6 @@ class Metrics:
             buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300),
             registry=r,
         )
-        self.sink_insert_seconds = Gauge(
-            "livecommerce_sink_last_insert_seconds",
-            "Duration of the last successful insert.",
-            ["table"],
-            registry=r,
-        )
 
     def count_outcomes(self, topic: str, result) -> None:
         """Add one ingest result's outcomes (see pipeline.ingest.IngestResult)."""
@@ -136,12 +124,8 @@ class Metrics:
     def observe_sinks(self, sinks) -> None:
         for sink in sinks:
             table, stats = sink.table.rsplit(".", 1)[-1], sink.stats
-            self.sink_rows.labels(table=table).set(stats.rows_written)
             self.sink_buffered.labels(table=table).set(stats.buffered_rows)
-            self.sink_retries.labels(table=table).set(stats.retries)
             self.sink_backpressure.labels(table=table).set(int(stats.backpressure))
-            if stats.last_insert_seconds is not None:
-                self.sink_insert_seconds.labels(table=table).set(stats.last_insert_seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

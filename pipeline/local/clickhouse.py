@@ -7,10 +7,12 @@ lifecycle as Kafka (see `LocalService`). Directory layout: `config.xml` (written
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import urllib.request
 from pathlib import Path
 
+from pipeline.errors import UserFacingError
 from pipeline.local import process
 from pipeline.local.service import LocalService
 
@@ -72,6 +74,11 @@ class LocalClickHouse(LocalService):
         return {"--http-port": self.http_port, "--tcp-port": self.tcp_port}
 
     def prepare(self) -> None:
+        if importlib.util.find_spec("chdb") is None:
+            raise UserFacingError(
+                "the embedded ClickHouse engine is not installed; run `pip install -e '.[local]'` "
+                "(make demo and make test do it)"
+            )
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:

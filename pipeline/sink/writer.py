@@ -67,6 +67,7 @@ class InstrumentedWriter:
             raise
         self.metrics.sink_insert_duration.labels(table=name).observe(time.perf_counter() - started)
         self.metrics.sink_batch_rows.labels(table=name).observe(len(rows))
+        self.metrics.sink_rows.labels(table=name).inc(len(rows))
 
     def __getattr__(self, name: str):
         return getattr(self.writer, name)  # reachable, last_insert_seconds, close, ...
