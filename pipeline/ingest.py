@@ -29,6 +29,9 @@ from pipeline.windows.aggregate import WindowAggregator
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.watermark import NO_WATERMARK, Watermark
 
+# Kafka's default message size limit is 1 MB; stay well below it.
+MAX_CONTRIBUTION_BYTES = 512 * 1024
+
 
 @dataclass(slots=True)
 class IngestResult:
@@ -59,6 +62,7 @@ class RoomPartition:
         self._newest: list[int] = []
         self._forward: dict[int, list] = {}
         self._heard: dict[int, int] = {}  # creator partition -> window of the watermark last sent there
+        self._forwarded_wm = NO_WATERMARK  # the watermark the last checkpoint forwarded
         self._meta_dirty = False
 
     def process(self, offset: int, key: bytes | None, value: bytes | None, now_ms: int) -> IngestResult:
@@ -120,18 +124,27 @@ class RoomPartition:
         cp.forwards = self._take_forwards()
         return cp
 
-    def _take_forwards(self) -> dict[int, bytes]:
-        """Contributions per creator partition, plus an empty one (a heartbeat) to every partition that
-        has not heard this source's watermark move into a new window: creator windows only become final
-        once every source has passed them, so every source must be heard everywhere."""
+    def _take_forwards(self) -> dict[int, list[bytes]]:
+        """Contribution messages per creator partition, plus an empty one (a heartbeat) to every partition
+        that has not heard this source's watermark move into a new window: creator windows only become
+        final once every source has passed them, so every source must be heard everywhere.
+
+        A target's contributions are cut into messages of at most MAX_CONTRIBUTION_BYTES (catching up on
+        a backlog puts thousands of input messages in one checkpoint). Only the last message of a target
+        carries the new watermark; the others carry the previous checkpoint's, so the creator stage never
+        finalises a window before it received every event of it."""
         wm = self.watermark.value
-        forwards = {t: codec.encode_contribution(self.source, wm, msgs) for t, msgs in self._forward.items()}
+        previous, self._forwarded_wm = self._forwarded_wm, wm
+        forwards = {
+            target: codec.encode_contributions(self.source, previous, wm, msgs, MAX_CONTRIBUTION_BYTES)
+            for target, msgs in self._forward.items()
+        }
         self._forward = {}
         if wm != NO_WATERMARK:
             window = wm // self.settings.window_ms
             for target in range(self.creator_partitions):
                 if target not in forwards and self._heard.get(target, NO_WATERMARK) < window:
-                    forwards[target] = codec.encode_contribution(self.source, wm, [])
+                    forwards[target] = [codec.encode_contribution(self.source, wm, [])]
                 self._heard[target] = window
         return forwards
 

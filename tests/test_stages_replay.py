@@ -117,8 +117,8 @@ def run(logs, seed: int, crash_every: int | None) -> Durable:
                     cursors[tp] += 1
                 cp = rooms.partition(*tp).checkpoint()
                 durable.upsert(durable.rooms, cp.window_rows, 2)
-                for q, msg in cp.forwards.items():
-                    durable.repartition[q].append(msg)
+                for q, msgs in cp.forwards.items():
+                    durable.repartition[q].extend(msgs)
                 if crash_every and rng.randrange(crash_every) == 0:
                     crashed = True  # after ClickHouse and forwards, before state and commit
                     break
@@ -171,3 +171,27 @@ def test_creator_windows_equal_aggregating_all_rooms_of_the_creator():
     assert {k: v for k, v in by_creator.items() if v} == {
         k: m[views] for k, m in durable.creators.items() if m[views]
     }
+
+
+def test_large_checkpoints_are_cut_into_bounded_contributions_with_a_safe_watermark():
+    from pipeline.windows import codec
+
+    msgs = [(offset, [{"ts": 1, "type": "view", "creator_id": 1, "user_id": u, "amount_fen": 0}
+                      for u in range(200)]) for offset in range(100)]  # fmt: skip
+    parts = codec.encode_contributions("live.views/0", 10, 20, msgs, max_bytes=20_000)
+    assert len(parts) > 1 and all(len(p) <= 20_000 for p in parts)
+    decoded = [codec.decode_contribution(p) for p in parts]
+    assert [tuple(m) for _, _, ms in decoded for m in ms] == msgs  # every input message once, in order
+    assert [wm for _, wm, _ in decoded] == [10] * (len(parts) - 1) + [20]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_crashes_with_contributions_cut_small_give_the_same_aggregates(seed, monkeypatch):
+    import pipeline.ingest
+
+    logs = make_messages(seed, 400)
+    clean = run(logs, seed, crash_every=None)
+    monkeypatch.setattr(pipeline.ingest, "MAX_CONTRIBUTION_BYTES", 300)  # nearly one message per contribution
+    crashed = run(logs, seed + 100, crash_every=4)
+    assert crashed.rooms == clean.rooms
+    assert crashed.creators == clean.creators

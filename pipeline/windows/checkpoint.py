@@ -14,7 +14,7 @@ class Checkpoint:
     """Rows are absolute window values (see aggregate.py), so writing them again is harmless.
 
     1. `raw_events` and `window_rows` go to ClickHouse;
-    2. `forwards` (target partition -> message) go to the creator repartition topic;
+    2. `forwards` (target partition -> messages, in order) go to the creator repartition topic;
     3. `state` (key -> value, None deletes) goes to the state table and its changelog.
     Only then are the input offsets acknowledged.
     """
@@ -22,7 +22,7 @@ class Checkpoint:
     window_rows: list[tuple] = field(default_factory=list)
     final_windows: int = 0
     raw_events: list[tuple[dict, str, int, int]] = field(default_factory=list)
-    forwards: dict[int, bytes] = field(default_factory=dict)
+    forwards: dict[int, list[bytes]] = field(default_factory=dict)
     state: dict[bytes, bytes | None] = field(default_factory=dict)
     newest_event_ms: list[int] = field(default_factory=list)  # per input message, for the latency metric
 

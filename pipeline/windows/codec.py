@@ -96,6 +96,20 @@ def encode_contribution(source: str, watermark: int, messages: list[tuple[int, l
     return orjson.dumps({"src": source, "wm": watermark, "m": messages})
 
 
+def encode_contributions(
+    source: str, earlier_wm: int, final_wm: int, messages: list[tuple[int, list[dict]]], max_bytes: int
+) -> list[bytes]:
+    """`messages` as one or more contribution messages of at most about `max_bytes`, cut only between
+    input offsets; every message but the last carries `earlier_wm`, the last one `final_wm`."""
+    whole = encode_contribution(source, final_wm, messages)
+    if len(whole) <= max_bytes or len(messages) == 1:
+        return [whole]
+    half = len(messages) // 2
+    return encode_contributions(source, earlier_wm, earlier_wm, messages[:half], max_bytes) + (
+        encode_contributions(source, earlier_wm, final_wm, messages[half:], max_bytes)
+    )
+
+
 def decode_contribution(value: bytes) -> tuple[str, int, list[tuple[int, list[dict]]]]:
     doc = orjson.loads(value)
     return doc["src"], doc["wm"], doc["m"]
