@@ -10,12 +10,15 @@ and to the worker's web server.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pipeline.checkpointing import run_checkpoint
 from pipeline.kafka_options import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
@@ -23,14 +26,17 @@ from pipeline.serving import jobs
 from pipeline.serving.auth import protect
 from pipeline.serving.health import DependencyChecker
 from pipeline.serving.milestones import MilestoneWatcher
+from pipeline.serving.registry import RegistryError
 from pipeline.serving.routes import register_routes
 from pipeline.settings import Settings
 from pipeline.sink.clickhouse_writer import ClickHouseWriter
 from pipeline.sink.tables import make_sinks
 from pipeline.sink.writer import InstrumentedWriter
-from pipeline.topics import contributions_topic
+from pipeline.topics import STATE_TABLE, contributions_topic
 
 HEALTH_CHECK_INTERVAL_S = 2.0
+REGISTRY_RETRY_S = 10.0
+log = logging.getLogger(__name__)
 MILESTONE_CHECK_INTERVAL_S = 5.0
 # A batch is checkpointed when it holds this many messages or this much time has passed: the
 # second-level freshness promise of the leaderboards rests on CHECKPOINT_SECONDS.
@@ -86,7 +92,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         app=app,
     )
     state = app.Table(
-        "window-state",
+        STATE_TABLE,
         partitions=settings.topic_partitions,
         key_type=bytes,  # bytes keys and values make Faust use the raw codec for store and changelog
         value_type=bytes,
@@ -100,12 +106,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     @app.agent(inputs, name="rooms")
     async def rooms(stream):
         async for events in stream.take_events(CHECKPOINT_MESSAGES, within=CHECKPOINT_SECONDS):
-            await runtime.handle_room_batch(events)
+            await run_checkpoint(runtime.handle_room_batch, events)
 
     @app.agent(stream_topics.contributions, name="creators")
     async def creators(stream):
         async for events in stream.take_events(CHECKPOINT_MESSAGES, within=CHECKPOINT_SECONDS):
-            await runtime.handle_creator_batch(events)
+            await run_checkpoint(runtime.handle_creator_batch, events)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs) -> None:
@@ -113,7 +119,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.timer(interval=HEALTH_CHECK_INTERVAL_S)
     async def check_dependencies() -> None:
-        await checker.check_all()
+        await _logged("dependency check", checker.check_all())
         metrics.dependency_up.labels(dependency="kafka").set(int(checker.kafka.reachable))
         metrics.dependency_up.labels(dependency="clickhouse").set(int(checker.clickhouse.reachable))
         _update_gauges(app, runtime, metrics)
@@ -129,12 +135,26 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.task
     async def load_campaign_registry() -> None:
-        await jobs.on_worker_start(settings)  # a broken registry file stops the worker at start, loudly
+        # A malformed registry file stops the worker at start, loudly (RegistryError propagates);
+        # ClickHouse being unreachable only delays loading.
+        while True:
+            try:
+                await jobs.on_worker_start(settings)
+                return
+            except RegistryError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "campaign registry not loaded yet (%s); retrying in %.0f s", exc, REGISTRY_RETRY_S
+                )
+                await asyncio.sleep(REGISTRY_RETRY_S)
 
-    # Leaderboard snapshots and milestone checks are cluster-wide jobs: one worker (the leader) runs them.
+    # Leaderboard snapshots and milestone checks are cluster-wide jobs: one worker (the leader) runs
+    # them. A failing run (ClickHouse down) is logged and retried at the next tick: Faust stops the
+    # whole worker when a timer raises.
     @app.timer(interval=jobs.ROLL_INTERVAL_S, on_leader=True)
     async def roll_leaderboards() -> None:
-        await jobs.roll_snapshots(settings, runtime.watermark_ms())
+        await _logged("leaderboard snapshot roll", jobs.roll_snapshots(settings, runtime.watermark_ms()))
 
     async def send_milestone(topic: str, key: bytes, value: bytes) -> None:
         await app.producer.send_and_wait(topic, key, value, partition=None, timestamp=None, headers=None)
@@ -143,11 +163,20 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.timer(interval=MILESTONE_CHECK_INTERVAL_S, on_leader=True)
     async def check_milestones() -> None:
-        await watcher.check()
+        await _logged("milestone check", watcher.check())
 
     register_routes(app, settings, watermark_ms=runtime.watermark_ms)
     protect(app.web.web_app, settings.web_auth_token, settings.web_host)
     return app
+
+
+async def _logged(what: str, job) -> None:
+    try:
+        await job
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("%s failed: %s: %s (next run at the next tick)", what, type(exc).__name__, str(exc)[:300])
 
 
 def _update_gauges(app: faust.App, runtime: StreamRuntime, metrics: Metrics) -> None:

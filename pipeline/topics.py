@@ -21,6 +21,15 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+STATE_TABLE = "window-state"
+
+
+def changelog_topic(settings: Settings) -> str:
+    """Faust's name for the state table's changelog; created here so that its partition count is known
+    before the first checkpoint (Faust refuses table writes while its metadata shows 0 partitions)."""
+    return f"{settings.app_id}-{STATE_TABLE}-changelog"
+
+
 def contributions_topic(settings: Settings) -> str:
     """The internal repartition topic from the room stage to the creator stage."""
     return f"{settings.app_id}-creator-contributions"
@@ -28,7 +37,14 @@ def contributions_topic(settings: Settings) -> str:
 
 def pipeline_topics(settings: Settings) -> list[str]:
     t = settings.topics
-    return [*t.inputs, t.deadletter, t.late, t.milestones, contributions_topic(settings)]
+    return [
+        *t.inputs,
+        t.deadletter,
+        t.late,
+        t.milestones,
+        contributions_topic(settings),
+        changelog_topic(settings),
+    ]
 
 
 async def ensure_topics(
@@ -59,7 +75,7 @@ async def ensure_topics(
                     ]
                 )
             log.info("created topics %s with %d partitions", ", ".join(missing), settings.topic_partitions)
-        copartitioned = [*settings.topics.inputs, contributions_topic(settings)]
+        copartitioned = [*settings.topics.inputs, contributions_topic(settings), changelog_topic(settings)]
         _check_partition_counts(await admin.describe_topics(copartitioned), settings)
         return missing
     finally:

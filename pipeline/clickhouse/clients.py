@@ -31,6 +31,7 @@ class Profile(enum.Enum):
     INSERT = "insert"
     MIGRATE = "migrate"
     QUERY = "query"
+    HEALTH = "health"
 
 
 # Why each value: inserts are retried by the BatchingSink (not by the driver) with the same
@@ -52,13 +53,18 @@ PROFILE_SETTINGS: dict[Profile, dict[str, Any]] = {
         "max_result_rows": 1_000_000,
         "result_overflow_mode": "throw",
     },
+    Profile.HEALTH: {"max_execution_time": 2},
 }
 
 # Driver options per profile: inserts and reads fail fast (the caller retries); DDL may take minutes.
 _DRIVER_OPTIONS: dict[Profile, dict[str, Any]] = {
-    Profile.INSERT: {"connect_timeout": 5, "send_receive_timeout": 30, "query_retries": 0},
+    # A batch inserts in well under a second; 10 s bounds how long a half-open connection to a
+    # restarting server can hold the sink (and a worker's shutdown) before the retry reconnects.
+    Profile.INSERT: {"connect_timeout": 3, "send_receive_timeout": 10, "query_retries": 0},
     Profile.MIGRATE: {"connect_timeout": 5, "send_receive_timeout": 600, "query_retries": 2},
     Profile.QUERY: {"connect_timeout": 5, "send_receive_timeout": 120, "query_retries": 2},
+    # The health check must answer quickly or report "unreachable"; it never retries.
+    Profile.HEALTH: {"connect_timeout": 2, "send_receive_timeout": 3, "query_retries": 0},
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -46,6 +47,9 @@ class DependencyChecker:
         self.clickhouse = DependencyStatus("clickhouse", redact_url(settings.clickhouse_url))
         self._admin: AIOKafkaAdminClient | None = None
         self._ch_client = None
+        # Its own thread, so a hanging check can neither starve the sink's inserts nor pile up threads.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-check")
+        self._running = False
 
     async def check_all(self) -> None:
         await asyncio.gather(
@@ -57,8 +61,9 @@ class DependencyChecker:
             await self._admin.close()
             self._admin = None
         if self._ch_client is not None:
-            await asyncio.to_thread(self._ch_client.close)
+            self._ch_client.close()
             self._ch_client = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _check(self, status: DependencyStatus, probe) -> None:
         try:
@@ -83,9 +88,12 @@ class DependencyChecker:
         await self._admin.describe_cluster()
 
     async def _ch_ok(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._ch_client is None:
             from pipeline.clickhouse.clients import Profile, make_client
 
-            self._ch_client = await asyncio.to_thread(make_client, self.settings, Profile.QUERY)
-        if not await asyncio.to_thread(self._ch_client.ping):
+            self._ch_client = await loop.run_in_executor(
+                self._executor, make_client, self.settings, Profile.HEALTH
+            )
+        if not await loop.run_in_executor(self._executor, self._ch_client.ping):
             raise ConnectionError("ping failed")

@@ -15,6 +15,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
@@ -31,6 +32,9 @@ class ClickHouseWriter:
         self._client: Client | None = None
         self._contexts: dict[tuple[str, tuple[str, ...]], object] = {}
         self._lock = threading.Lock()  # one insert at a time per writer: contexts are not shareable
+        # Its own thread: inserts never queue behind other blocking work in asyncio's shared pool, and
+        # a stuck insert (bounded by the driver's timeout) cannot starve anything else.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-insert")
         self.reachable: bool | None = None
         self.last_insert_seconds: float | None = None
 
@@ -41,7 +45,8 @@ class ClickHouseWriter:
     async def write(
         self, table: str, columns: Sequence[str], rows: Sequence[tuple], dedup_token: str
     ) -> None:
-        await asyncio.to_thread(self._insert, table, tuple(columns), rows, dedup_token)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._insert, table, tuple(columns), rows, dedup_token)
 
     def _insert(self, table: str, columns: tuple[str, ...], rows: Sequence[tuple], token: str) -> None:
         with self._lock:
@@ -78,4 +83,5 @@ class ClickHouseWriter:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await asyncio.to_thread(client.close)
+            await asyncio.get_running_loop().run_in_executor(self._executor, client.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
