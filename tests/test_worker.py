@@ -134,8 +134,8 @@ def test_every_consumed_event_has_exactly_one_outcome(worker, env):
     for envelope in envelopes:
         assert envelope["source_topic"] in settings.topics.inputs and envelope["message"]
         assert envelope["offset"] >= 0 and envelope["partition"] >= 0
-    utf = next(e for e in envelopes if e["reason"] == "not_utf8")
-    assert base64.b64decode(utf["value_b64"]) == b"\xff\xfe not utf-8"  # the original bytes, nothing lost
+    originals = {base64.b64decode(e["value_b64"]) for e in envelopes if e["reason"] == "not_utf8"}
+    assert b"\xff\xfe not utf-8" in originals  # the original bytes, nothing lost
 
     late = asyncio.run(read_all(settings.kafka_bootstrap_servers, settings.topics.late, 1))
     assert [ev["event_id"] for ev in orjson.loads(late[0].value)] == ["late-0", "late-1", "late-2"]
