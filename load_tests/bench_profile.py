@@ -1,0 +1,110 @@
+"""Where the worker's time goes: a cProfile of its main thread, summarised by component.
+
+The worker runs under `python -m cProfile -o FILE -m pipeline.cli worker` over a batched backlog (see
+`bench_worker.worker_rate`). cProfile sees the event-loop thread only: the ClickHouse inserts run in
+`asyncio.to_thread` and show up here as time the loop waits, not as CPU. cProfile's own overhead
+inflates code that makes many small calls (Faust, asyncio) more than code that makes few.
+
+`summarise` prints (1) the main thread's own time (tottime) grouped into components by the file each
+function lives in (a builtin such as `dict.get` or `socket.send` is charged to the components that
+called it), (2) the inclusive time (cumtime) of the pipeline functions that matter, and (3) the top
+functions by own time.
+"""
+
+from __future__ import annotations
+
+import pstats
+from pathlib import Path
+
+# (component, substring of the function's file or name); the first match wins.
+COMPONENTS = (
+    (
+        "idle: waiting in epoll (for Kafka, and for inserts in their thread)",
+        "<method 'poll' of 'select.epoll",
+    ),
+    ("orjson (loads/dumps)", "orjson"),
+    ("decode + validate (pipeline/events/decode, contract)", "pipeline/events/"),
+    ("dedup + watermark + windows (pipeline/windows, ingest)", "pipeline/windows/"),
+    ("dedup + watermark + windows (pipeline/windows, ingest)", "pipeline/ingest.py"),
+    ("runtime glue (pipeline/runtime.py)", "pipeline/runtime.py"),
+    ("sink buffering + row conversion (pipeline/sink)", "pipeline/sink/"),
+    ("metrics (prometheus_client, pipeline/metrics)", "prometheus_client"),
+    ("metrics (prometheus_client, pipeline/metrics)", "pipeline/metrics.py"),
+    ("state table writes (faust tables/stores, rocksdict)", "faust/tables/"),
+    ("state table writes (faust tables/stores, rocksdict)", "faust/stores/"),
+    ("state table writes (faust tables/stores, rocksdict)", "rocksdict"),
+    ("Faust streams/consumer/producer (faust, mode)", "/faust/"),
+    ("Faust streams/consumer/producer (faust, mode)", "/mode/"),
+    ("aiokafka client (fetch, record parsing, send)", "aiokafka"),
+    ("clickhouse-connect (main-thread part)", "clickhouse_connect"),
+    ("asyncio event loop + selectors", "asyncio"),
+    ("asyncio event loop + selectors", "selectors"),
+    ("asyncio event loop + selectors", "<method 'run' of '_contextvars"),
+)
+
+KEY_FUNCTIONS = (
+    ("pipeline/runtime.py", "handle_room_batch"),
+    ("pipeline/ingest.py", "process"),
+    ("pipeline/events/decode.py", "decode_message"),
+    ("pipeline/events/dedup.py", "is_duplicate"),
+    ("pipeline/windows/aggregate.py", "add_events"),
+    ("pipeline/ingest.py", "checkpoint"),
+    ("pipeline/sink/batching.py", "put"),
+    ("pipeline/sink/batching.py", "flush"),
+    ("pipeline/runtime.py", "_write_state"),
+    ("pipeline/runtime.py", "handle_creator_batch"),
+    ("pipeline/windows/creators.py", "apply"),
+    ("pipeline/windows/creators.py", "checkpoint"),
+    ("faust/streams.py", "take_events"),
+)
+
+
+def _component(filename: str, name: str) -> str:
+    where = f"{filename} {name}"
+    for label, needle in COMPONENTS:
+        if needle in where:
+            return label
+    return "other"
+
+
+def summarise(profile: Path, records: int, top: int = 15) -> str:
+    stats = pstats.Stats(str(profile))
+    raw = stats.stats  # {(file, line, name): (primitive calls, calls, tottime, cumtime, callers)}
+    total = sum(entry[2] for entry in raw.values())
+    groups: dict[str, float] = {}
+    for (filename, _, name), entry in raw.items():
+        label = _component(filename, name)
+        if label == "other" and filename == "~":
+            # A builtin (dict.get, socket.send ...): charge its time to the components that called it.
+            for (caller_file, _, caller_name), caller_stats in entry[4].items():
+                caller = _component(caller_file, caller_name)
+                groups[caller] = groups.get(caller, 0.0) + caller_stats[2]
+            continue
+        groups[label] = groups.get(label, 0.0) + entry[2]
+    lines = [
+        f"main thread, {total:.1f} s own time in total over {records:,} records "
+        f"({total / records * 1e6:.2f} µs per record, profiler overhead included)",
+        "",
+        "| component (own time) | s | share | µs per record |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {label} | {seconds:.2f} | {seconds / total:.0%} | {seconds / records * 1e6:.2f} |")
+    lines += ["", "| function (inclusive) | calls | s | µs per record |", "| --- | ---: | ---: | ---: |"]
+    for suffix, func in KEY_FUNCTIONS:
+        for (filename, _, name), entry in raw.items():
+            if filename.endswith(suffix) and name == func:
+                short = f"{suffix.rsplit('/', 1)[-1]}:{func}"
+                lines.append(f"| {short} | {entry[1]:,} | {entry[3]:.2f} | {entry[3] / records * 1e6:.2f} |")
+    lines += [
+        "",
+        f"top {top} functions by own time:",
+        "",
+        "| function | calls | own s |",
+        "| --- | ---: | ---: |",
+    ]
+    ranked = sorted(raw.items(), key=lambda kv: -kv[1][2])[:top]
+    for (filename, line, name), entry in ranked:
+        where = "/".join(Path(filename).parts[-2:]) if filename != "~" else ""
+        lines.append(f"| `{where}:{line} {name}` | {entry[1]:,} | {entry[2]:.2f} |")
+    return "\n".join(lines)
