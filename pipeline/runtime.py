@@ -81,8 +81,9 @@ class StreamRuntime:
             for ts in cp.newest_event_ms:
                 metrics.end_to_end.observe((written_ms - ts) / 1000)
         for cp in checkpoints.values():
-            for target, value in cp.forwards.items():
-                await self.topics.contributions.send(value=value, partition=target)
+            for target, values in cp.forwards.items():
+                for value in values:
+                    await self.topics.contributions.send(value=value, partition=target)
         # Contributions must be in Kafka before any state that says these events were seen: a replay
         # after a crash treats those events as duplicates and would never forward them again.
         await self.topics.flush()
