@@ -126,12 +126,11 @@ class WorkerProcess:
         """Until every assigned partition (inputs and repartition) has lag 0, twice `settle` s apart."""
         deadline = time.monotonic() + timeout
         quiet_since = None
+        lagging: list[str] = []
         while time.monotonic() < deadline:
-            lags = [
-                float(v)
-                for v in re.findall(r"^livecommerce_consumer_lag\{[^}]*\} (\S+)$", self.metrics(), re.M)
-            ]
-            busy = not lags or any(lags)
+            lines = re.findall(r"^livecommerce_consumer_lag\{[^}]*\} \S+$", self.metrics(), re.M)
+            lagging = [line for line in lines if not line.endswith(" 0.0")]
+            busy = not lines or bool(lagging)
             if busy:
                 quiet_since = None
             elif quiet_since is None:
@@ -139,7 +138,9 @@ class WorkerProcess:
             elif time.monotonic() - quiet_since >= settle:
                 return
             time.sleep(0.5)
-        raise AssertionError(f"worker did not catch up within {timeout}s:\n{self.log_tail()}")
+        raise AssertionError(
+            f"worker did not catch up within {timeout}s; lagging: {lagging[:12]}\n{self.log_tail()}"
+        )
 
 
 def outcome_totals(metrics_text: str) -> dict[tuple[str, str], float]:
