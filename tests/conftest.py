@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from pipeline.clickhouse import migrations
+from pipeline.clickhouse.clients import Profile, make_client
 from pipeline.local.clickhouse import LocalClickHouse
 from pipeline.local.kafka import LocalKafka
 from pipeline.local.kafka_jars import default_lib_dir
@@ -109,3 +112,15 @@ def reap_pidfile() -> Iterator[Callable[[Path], None]]:
         pid = PidFile(path).read()
         if pid is not None and pid_alive(pid):
             terminate(pid, timeout=20)
+
+
+@pytest.fixture
+def ch(clickhouse_server: LocalClickHouse) -> Iterator[tuple[Settings, object]]:
+    """(settings, migrate-profile client) on a fresh, migrated database of this test, dropped after."""
+    db = f"t_{uuid.uuid4().hex[:12]}"
+    settings = Settings(clickhouse_url=clickhouse_server.url, clickhouse_database=db)
+    client = make_client(settings, Profile.MIGRATE)
+    migrations.migrate(client, db, settings.raw_events_ttl_days)
+    yield settings, client
+    client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
+    client.close()

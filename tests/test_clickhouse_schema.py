@@ -33,18 +33,6 @@ pytestmark = pytest.mark.clickhouse
 T0 = (int(time.time() * 1000) // 86_400_000 - 1) * 86_400_000 + 16 * 3_600_000
 
 
-@pytest.fixture
-def ch(clickhouse_server):
-    """(settings, migrate-profile client) on a fresh, migrated database of this test."""
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    settings = Settings(clickhouse_url=clickhouse_server.url, clickhouse_database=db)
-    client = make_client(settings, Profile.MIGRATE)
-    migrations.migrate(client, db, 30)
-    yield settings, client
-    client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
-    client.close()
-
-
 def event(event_id, type_, ts, room, creator, user, amount=0):
     return {"event_id": event_id, "type": type_, "ts": ts, "room_id": room, "creator_id": creator,
             "user_id": user, "amount_fen": amount}  # fmt: skip

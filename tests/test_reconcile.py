@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from collections import defaultdict
 
 import pytest
 
-from pipeline.clickhouse import migrations
 from pipeline.clickhouse.cli import parse_time, run_reconcile
-from pipeline.clickhouse.clients import Profile, make_client
 from pipeline.clickhouse.reconcile import align
-from pipeline.settings import Settings
 from pipeline.sink.tables import (
     CREATOR_WINDOW_COLUMNS,
     RAW_EVENT_COLUMNS,
@@ -26,17 +22,6 @@ from pipeline.sink.tables import (
 pytestmark = pytest.mark.clickhouse
 W = 60_000
 T0 = (int(time.time() * 1000) // W - 120) * W
-
-
-@pytest.fixture
-def ch(clickhouse_server):
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    settings = Settings(clickhouse_url=clickhouse_server.url, clickhouse_database=db, window_ms=W)
-    client = make_client(settings, Profile.MIGRATE)
-    migrations.migrate(client, db, 30)
-    yield settings, client
-    client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
-    client.close()
 
 
 def events() -> list[dict]:

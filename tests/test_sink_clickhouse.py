@@ -10,12 +10,9 @@ import asyncio
 import contextlib
 import socket
 import time
-import uuid
 
 import pytest
 
-from pipeline.clickhouse import migrations
-from pipeline.clickhouse.clients import Profile, make_client
 from pipeline.settings import Settings
 from pipeline.sink import FlushPolicy, RetryPolicy
 from pipeline.sink.clickhouse_writer import ClickHouseWriter
@@ -23,17 +20,6 @@ from pipeline.sink.tables import make_sinks
 
 pytestmark = pytest.mark.clickhouse
 T0 = (int(time.time() * 1000) // 60_000 - 30) * 60_000
-
-
-@pytest.fixture
-def ch(clickhouse_server):
-    db = f"t_{uuid.uuid4().hex[:12]}"
-    settings = Settings(clickhouse_url=clickhouse_server.url, clickhouse_database=db)
-    client = make_client(settings, Profile.MIGRATE)
-    migrations.migrate(client, db, 30)
-    yield settings, client
-    client.command(f"DROP DATABASE IF EXISTS {db} SYNC")
-    client.close()
 
 
 class Proxy:
