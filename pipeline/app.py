@@ -1,4 +1,4 @@
-"""Faust wiring, kept thin: topics, the state table, two agents, a timer and two pages.
+"""Faust wiring, kept thin: topics, the state table, two agents, timers, and the web pages.
 
 Everything that decides anything lives in plain code (`pipeline.ingest`, `pipeline.windows`,
 `pipeline.sink`) driven by `pipeline.runtime.StreamRuntime`; this module only connects it to Kafka
@@ -34,9 +34,9 @@ from pipeline.sink.tables import make_sinks
 from pipeline.sink.writer import InstrumentedWriter
 from pipeline.topics import STATE_TABLE, contributions_topic
 
+log = logging.getLogger(__name__)
 HEALTH_CHECK_INTERVAL_S = 2.0
 REGISTRY_RETRY_S = 10.0
-log = logging.getLogger(__name__)
 MILESTONE_CHECK_INTERVAL_S = 5.0
 # A batch is checkpointed when it holds this many messages or this much time has passed. One second
 # keeps both promises: every changed window reaches ClickHouse at least once a second, and each
