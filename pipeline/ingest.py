@@ -187,8 +187,3 @@ class IngestProcessor:
     def forget(self, topic: str, partition: int) -> None:
         """Drop in-memory state of a partition this worker no longer owns (after a rebalance)."""
         self._partitions.pop((topic, partition), None)
-
-    def process(
-        self, topic: str, partition: int, key: bytes | None, value: bytes | None, now_ms: int, offset: int = 0
-    ) -> IngestResult:
-        return self.partition(topic, partition).process(offset, key, value, now_ms)

@@ -75,11 +75,11 @@ def decode_window(value: bytes) -> Window:
     return w
 
 
-# Creator contributions: what the room stage forwards through the repartition topic. One message per
-# target partition per checkpoint: {"src": source, "wm": watermark, "m": [[offset, [event, ...]], ...]}
+# Creator contributions: what the room stage forwards through the repartition topic. Per checkpoint and
+# target partition, one or more messages (cut by `encode_contributions`), each
+# {"src": source, "wm": watermark, "m": [[offset, [event, ...]], ...]}
 # where each event keeps only what creator windows need. The offsets let the creator stage skip a
 # contribution it already applied when the room stage replays after a crash.
-CONTRIBUTION_FIELDS = ("ts", "type", "creator_id", "user_id", "amount_fen")
 
 
 def slim_event(ev: dict) -> dict:
