@@ -2,7 +2,7 @@
 
 The worker runs under `python -m cProfile -o FILE -m pipeline.cli worker` over a batched backlog (see
 `bench_worker.worker_rate`). cProfile sees the event-loop thread only: the ClickHouse inserts run in
-`asyncio.to_thread` and show up here as time the loop waits, not as CPU. cProfile's own overhead
+the writer's own thread and show up here as time the loop waits, not as CPU. cProfile's own overhead
 inflates code that makes many small calls (Faust, asyncio) more than code that makes few.
 
 `summarise` prints (1) the main thread's own time (tottime) grouped into components by the file each
@@ -43,7 +43,8 @@ COMPONENTS = (
 )
 
 KEY_FUNCTIONS = (
-    ("pipeline/runtime.py", "handle_room_batch"),
+    ("pipeline/runtime.py", "process_room_batch"),
+    ("pipeline/runtime.py", "_write_room_checkpoints"),
     ("pipeline/ingest.py", "process"),
     ("pipeline/events/decode.py", "decode_message"),
     ("pipeline/events/dedup.py", "is_duplicate"),
@@ -52,10 +53,11 @@ KEY_FUNCTIONS = (
     ("pipeline/sink/batching.py", "put"),
     ("pipeline/sink/batching.py", "flush"),
     ("pipeline/runtime.py", "_write_state"),
-    ("pipeline/runtime.py", "handle_creator_batch"),
+    ("pipeline/runtime.py", "process_creator_batch"),
+    ("pipeline/runtime.py", "_write_creator_checkpoints"),
     ("pipeline/windows/creators.py", "apply"),
     ("pipeline/windows/creators.py", "checkpoint"),
-    ("faust/streams.py", "take_events"),
+    ("faust/streams.py", "noack_take"),
 )
 
 

@@ -1,12 +1,22 @@
-"""Running one batch's checkpoint so that Faust never acknowledges a batch that was not made durable.
+"""Running checkpoints so that Faust never acknowledges a batch that was not made durable, while the
+next batch is already being processed.
 
-Faust's `take_events` acknowledges the batch when the agent's loop body ends, even when the body
-raised or was cancelled. A failed or interrupted checkpoint must not be acknowledged, so:
-- an unexpected error stops the process at once without acknowledging (fail-stop, like `kill -9`,
-  which the state design replays exactly) instead of letting Faust restart the agent past the batch;
-- a shutdown (SIGTERM cancels the agents) lets the running checkpoint finish, for at most
-  `FINISH_ON_SHUTDOWN_S`, then lets the acknowledgement and final commit happen; if it cannot finish
-  (ClickHouse down, say), the process exits without acknowledging, so the batch is replayed later.
+A stage handles a batch in two steps (see `pipeline.runtime`): *process* (plain code: decode, windows;
+it ends with an immutable checkpoint snapshot) and *write* (the durable I/O of that snapshot:
+ClickHouse, contributions, state). `CheckpointPipeline` runs the writes in the background, one at a
+time and in batch order, so processing batch N+1 overlaps with writing batch N; a batch's events are
+acknowledged only once its write is done. The agents consume with Faust's `noack_take`, so nothing
+else acknowledges them (Faust's `take_events` would acknowledge a batch as soon as the loop body
+returns, even when it raised).
+
+Failures:
+- an unexpected error while processing or writing stops the process at once without acknowledging
+  (fail-stop, like `kill -9`, which the state design replays exactly), instead of letting Faust
+  restart the agent past the batch;
+- a shutdown (SIGTERM cancels the agents) abandons a batch still being processed (it is neither
+  written nor acknowledged, so it is replayed after the restart) and lets the write in flight finish
+  for at most `FINISH_ON_SHUTDOWN_S`, so its acknowledgement is in Faust's final commit; if it cannot
+  finish (ClickHouse down, say), the process exits without acknowledging it.
 """
 
 from __future__ import annotations
@@ -15,24 +25,64 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 FINISH_ON_SHUTDOWN_S = 20.0
 EXIT_CHECKPOINT_FAILED = 70  # EX_SOFTWARE
 
 
-async def run_checkpoint(handler: Callable[[Sequence], Awaitable[None]], events: Sequence) -> None:
-    task = asyncio.ensure_future(handler(events))
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
+class Processed(NamedTuple):
+    """What processing a batch returns: the write that makes its checkpoint durable, and the events it
+    consumed (acknowledged once the write is done; events it left out are never acknowledged)."""
+
+    write: Callable[[], Awaitable[None]]
+    events: Sequence
+
+
+class CheckpointPipeline:
+    """One stage's checkpoints: process in the caller, write in the background, acknowledge after."""
+
+    def __init__(self, name: str, ack: Callable[[Any], Awaitable[Any]]):
+        self.name = name
+        self._ack = ack
+        self._inflight: asyncio.Future | None = None
+
+    async def submit(self, process: Callable[[Sequence], Awaitable[Processed]], events: Sequence) -> None:
+        """Process `events` now; start writing them once the previous write is done; return."""
         try:
-            await asyncio.wait_for(task, FINISH_ON_SHUTDOWN_S)
+            processed = await process(events)
+        except asyncio.CancelledError:
+            raise
         except BaseException:
-            _die(f"the checkpoint of {len(events)} messages could not finish during shutdown")
-        raise
-    except BaseException:
-        _die(f"the checkpoint of {len(events)} messages failed")
+            _die(f"{self.name}: processing a batch of {len(events)} messages failed")
+        await self.wait_idle()
+        self._inflight = asyncio.ensure_future(self._write_then_ack(*processed))
+
+    async def wait_idle(self) -> None:
+        """Until the write in flight (if any) is done. Cancelling the caller does not cancel the write."""
+        if self._inflight is not None:
+            await asyncio.shield(self._inflight)
+
+    async def close(self) -> None:
+        """On shutdown: let the write in flight finish (bounded), or exit without acknowledging it."""
+        inflight = self._inflight
+        if inflight is None or inflight.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(inflight), FINISH_ON_SHUTDOWN_S)
+        except BaseException:
+            _die(f"{self.name}: the checkpoint in flight could not finish during shutdown")
+
+    async def _write_then_ack(self, write: Callable[[], Awaitable[None]], events: Sequence) -> None:
+        try:
+            await write()
+        except asyncio.CancelledError:
+            raise  # the loop is being torn down: not acknowledged, replayed after the restart
+        except BaseException:
+            _die(f"{self.name}: the checkpoint of {len(events)} messages failed")
+        for event in events:
+            await self._ack(event)
 
 
 def _die(what: str) -> None:

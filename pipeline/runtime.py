@@ -1,28 +1,34 @@
 """What the worker does with a batch of Kafka messages, between Faust and the plain-code stages.
 
-Faust hands the agents a list of events (`take_events`) and acknowledges them when the handler
-returns, so everything durable happens inside the handler, in this order (see `Checkpoint`):
+Each stage handles a batch in two steps, driven by `pipeline.checkpointing.CheckpointPipeline`:
+`process_*_batch` applies the messages to the in-memory windows and takes an immutable checkpoint;
+the write it returns makes that checkpoint durable, in this order (see `Checkpoint`):
 
 1. raw events and window rows are written to ClickHouse (retried with backoff until they are);
 2. creator contributions are sent to the repartition topic and acknowledged by Kafka;
 3. window state, watermarks and de-duplication memory go to the state table (RocksDB + changelog);
-4. the producer is flushed, then the handler returns and Faust may commit the input offsets.
+4. the producer is flushed; only then are the batch's input messages acknowledged.
 
-A crash anywhere replays messages after the last commit; window state remembers which offsets it
-holds, so the replay changes nothing that was already counted. While ClickHouse is down the handler
-waits in step 1, consumption pauses (backpressure) and nothing is acknowledged.
+Writes run one at a time in batch order while the next batch is processed. A crash anywhere replays
+messages after the last commit; window state remembers which offsets it holds, so the replay changes
+nothing that was already counted. While ClickHouse is down the write waits in step 1, the next batch
+waits for it (backpressure) and nothing is acknowledged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import orjson
 from faust.streams import _current_event  # Faust exposes no public way to set the event context
+from faust.types import TP
 
+from pipeline.checkpointing import Processed
 from pipeline.events.deadletter import deadletter_envelope
 from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.metrics import Metrics
@@ -33,6 +39,8 @@ from pipeline.windows.checkpoint import Checkpoint
 from pipeline.windows.creators import CreatorPartition
 
 log = logging.getLogger(__name__)
+# How long a batch waits for Faust to recover the state of a partition newly assigned to this worker.
+STATE_READY_TIMEOUT_S = 120.0
 
 
 class StreamRuntime:
@@ -50,10 +58,13 @@ class StreamRuntime:
         self.consumed_topics = frozenset([*settings.topics.inputs, contributions_topic(settings)])
 
     # --- room stage -------------------------------------------------------------------------------
-    async def handle_room_batch(self, events: Sequence) -> None:
+    async def process_room_batch(self, events: Sequence) -> Processed:
+        """Apply a batch to the room windows; return the write that makes its checkpoint durable."""
         touched: dict[tuple[str, int], object] = {}
         metrics = self.metrics
-        for event in events:
+        known = self.rooms.partitions()
+        owned = await self._owned(events, lambda msg: known.get((msg.topic, msg.partition)))
+        for event in owned:
             msg = event.message
             started = time.perf_counter()
             part = self._room_partition(msg.topic, msg.partition)
@@ -70,26 +81,30 @@ class StreamRuntime:
             metrics.count_outcomes(msg.topic, result)
             touched[(msg.topic, msg.partition)] = event
             metrics.batch_duration.observe(time.perf_counter() - started)
-        checkpoints = {tp: self.rooms.partition(*tp).checkpoint() for tp in touched}
-        for cp in checkpoints.values():
+        checkpoints = [(last, self.rooms.partition(*tp).checkpoint()) for tp, last in touched.items()]
+        return Processed(functools.partial(self._write_room_checkpoints, checkpoints), owned)
+
+    async def _write_room_checkpoints(self, checkpoints: list[tuple[object, Checkpoint]]) -> None:
+        metrics = self.metrics
+        for _, cp in checkpoints:
             await self.sinks.raw_events.put(cp.raw_events)
             await self.sinks.room_windows.put(cp.window_rows)
         await self.sinks.raw_events.flush()
         await self.sinks.room_windows.flush()
         written_ms = time.time() * 1000
-        for cp in checkpoints.values():
+        for _, cp in checkpoints:
             for ts in cp.newest_event_ms:
                 metrics.end_to_end.observe((written_ms - ts) / 1000)
-        for cp in checkpoints.values():
+        for _, cp in checkpoints:
             for target, values in cp.forwards.items():
                 for value in values:
                     await self.topics.contributions.send(value=value, partition=target)
         # Contributions must be in Kafka before any state that says these events were seen: a replay
         # after a crash treats those events as duplicates and would never forward them again.
         await self.topics.flush()
-        for tp, cp in checkpoints.items():
-            self._write_state(touched[tp], cp)
-            msg = touched[tp].message
+        for last, cp in checkpoints:
+            self._write_state(last, cp)
+            msg = last.message
             metrics.consumer_offset.labels(topic=msg.topic, partition=str(msg.partition)).set(msg.offset + 1)
         await self.topics.flush()
 
@@ -98,30 +113,35 @@ class StreamRuntime:
         if known is not None:
             return known
         part = self.rooms.partition(topic, partition)
-        loaded = part.restore(self.table.data.items())
+        loaded = part.restore(self._state_items(partition))
         log.info("room stage %s: restored %d open windows from the state table", part.source, loaded)
         return part
 
     # --- creator stage ----------------------------------------------------------------------------
-    async def handle_creator_batch(self, events: Sequence) -> None:
+    async def process_creator_batch(self, events: Sequence) -> Processed:
+        """Apply a batch of contributions to the creator windows; return the write of its checkpoint."""
         touched: dict[int, object] = {}
-        for event in events:
+        owned = await self._owned(events, lambda msg: self.creators.get(msg.partition))
+        for event in owned:
             msg = event.message
             self._creator_partition(msg.partition).apply(msg.value)
             touched[msg.partition] = event
-        checkpoints = {p: self.creators[p].checkpoint() for p in touched}
-        for cp in checkpoints.values():
+        checkpoints = [(last, self.creators[p].checkpoint()) for p, last in touched.items()]
+        return Processed(functools.partial(self._write_creator_checkpoints, checkpoints), owned)
+
+    async def _write_creator_checkpoints(self, checkpoints: list[tuple[object, Checkpoint]]) -> None:
+        for _, cp in checkpoints:
             await self.sinks.creator_windows.put(cp.window_rows)
         await self.sinks.creator_windows.flush()
-        for p, cp in checkpoints.items():
-            self._write_state(touched[p], cp)
+        for last, cp in checkpoints:
+            self._write_state(last, cp)
         await self.topics.flush()
 
     def _creator_partition(self, partition: int) -> CreatorPartition:
         part = self.creators.get(partition)
         if part is None:
             part = CreatorPartition(partition, self.settings.window_ms, self.expected_sources)
-            loaded = part.restore(self.table.data.items())
+            loaded = part.restore(self._state_items(partition))
             log.info("creator stage %s: restored %d open windows from the state table", part.source, loaded)
             self.creators[partition] = part
         return part
@@ -133,6 +153,48 @@ class StreamRuntime:
             self.rooms.forget(tp.topic, tp.partition)
             if tp.topic == contributions_topic(self.settings):
                 self.creators.pop(tp.partition, None)
+
+    async def _owned(self, events: Sequence, known) -> list:
+        """The events of partitions this worker owns, once the state of each partition it has not
+        restored yet is ready to read. Events of partitions it does not own (fetched before a
+        rebalance) are left out and never acknowledged: the partition's owner reads them again from
+        the committed offset, and Faust's set of unacknowledged messages holds them weakly."""
+        assignment = self.table.app.consumer.assignment()
+        owned = [event for event in events if event.message.tp in assignment]
+        if len(owned) < len(events):
+            log.warning("skipped %d messages of partitions no longer assigned here", len(events) - len(owned))
+        for partition in sorted({e.message.partition for e in owned if known(e.message) is None}):
+            await self._wait_for_state(partition)
+        return owned
+
+    async def _wait_for_state(self, partition: int) -> None:
+        """Until changelog partition `partition` is active here, open and recovered.
+
+        Restoring from anything less would silently start from empty windows (and count short), so a
+        state that does not become ready is an error (fail-stop), not a guess."""
+        table = self.table
+        app = table.app
+        tp = TP(table.changelog_topic_name, partition)
+        deadline = time.monotonic() + STATE_READY_TIMEOUT_S
+        while True:
+            active = tp in app.assignor.assigned_actives()
+            opened = partition in table.data._dbs  # Faust has no public accessor for this
+            if active and opened and not app.in_recovery:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"state of changelog partition {partition} not ready after {STATE_READY_TIMEOUT_S:.0f} s "
+                    f"(in recovery: {app.in_recovery}, active here: {active}, open: {opened})"
+                )
+            await asyncio.sleep(0.1)
+
+    def _state_items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        """The state-table items of one changelog partition: the state of the input partitions with
+        that number and of the creator partition with that number (Faust keeps one RocksDB database
+        per changelog partition). Read straight from that database: the table's own `items()` walks
+        the databases of every partition (a full scan per restored partition)."""
+        store = self.table.data
+        return store._visible_items(store._dbs[partition])  # Faust has no public per-partition read
 
     def _write_state(self, event, cp: Checkpoint) -> None:
         # Faust's table picks the changelog partition (and RocksDB shard) from the current event; the
