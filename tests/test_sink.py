@@ -5,19 +5,31 @@ from __future__ import annotations
 import asyncio
 import random
 
+import orjson
 import pytest
 
+from pipeline.metrics import Metrics
 from pipeline.settings import Settings
-from pipeline.sink import BatchingSink, FlushPolicy, ListWriter, RetryPolicy, SinkFailed
+from pipeline.sink import (
+    JSON_EACH_ROW,
+    NATIVE,
+    BatchingSink,
+    FlushPolicy,
+    ListWriter,
+    RetryPolicy,
+    SinkFailed,
+)
 from pipeline.sink.tables import (
     CREATOR_WINDOW_COLUMNS,
     RAW_EVENT_COLUMNS,
     ROOM_WINDOW_COLUMNS,
     creator_window_row,
     make_sinks,
+    raw_event_json,
     raw_event_row,
     room_window_row,
 )
+from pipeline.sink.writer import InstrumentedWriter
 
 FAST_RETRY = RetryPolicy(initial_seconds=0.001, multiplier=2.0, max_seconds=0.01)
 T = "db.t"
@@ -34,17 +46,17 @@ class FlakyWriter(ListWriter):
         self.random = random.Random(seed)
         self.reachable: bool | None = None
 
-    async def write(self, table, columns, rows, dedup_token):
+    async def write(self, table, columns, rows, dedup_token, fmt=NATIVE):
         self.attempts += 1
         fail = self.failures > 0 or self.random.random() < self.fail_rate
         if fail:
             self.failures -= 1
             if self.land_first:
-                await super().write(table, columns, rows, dedup_token)
+                await super().write(table, columns, rows, dedup_token, fmt)
             self.reachable = False
             raise ConnectionError("ClickHouse is down")
         self.reachable = True
-        await super().write(table, columns, rows, dedup_token)
+        await super().write(table, columns, rows, dedup_token, fmt)
 
 
 class GatedWriter(ListWriter):
@@ -52,9 +64,9 @@ class GatedWriter(ListWriter):
         super().__init__()
         self.gate = asyncio.Event()
 
-    async def write(self, table, columns, rows, dedup_token):
+    async def write(self, table, columns, rows, dedup_token, fmt=NATIVE):
         await self.gate.wait()
-        await super().write(table, columns, rows, dedup_token)
+        await super().write(table, columns, rows, dedup_token, fmt)
 
 
 def rows(n: int, start: int = 0) -> list[tuple]:
@@ -202,3 +214,111 @@ async def test_make_sinks_targets_the_configured_database():
     assert writer.rows("lc_test.room_windows") == [(20, 30, 5, 6, 1, 1, 0, 0, 0, 0, 0, 0, 0)]
     assert writer.rows("lc_test.creator_windows") == [(20, 30, 6, 1, 1, 0, 0, 0, 0, 0, 0, 0)]
     assert await sinks.close()
+
+
+EVENT = {"event_id": "e1", "type": "order", "ts": 1_700_000_000_123, "room_id": 1, "creator_id": 2,
+         "user_id": 3, "product_id": 4, "order_id": "o-1", "amount_fen": 990, "quantity": 2,
+         "merchant_id": None, "category": '女装 "A" \\ \n', "source": "live_feed"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ts", "text"),
+    [
+        (1_700_000_000_000, "1700000000.000"),
+        (1_700_000_000_005, "1700000000.005"),
+        (1_700_000_000_999, "1700000000.999"),
+        (1_700_000_000_010, "1700000000.010"),
+        (9_999_999_999_999, "9999999999.999"),
+        # fewer than 10 digits before the point would be parsed as a date: zero-padded
+        (0, "0000000000.000"),
+        (5, "0000000000.005"),
+        (86_400_123, "0000086400.123"),
+    ],
+)
+def test_raw_event_json_writes_ts_as_exact_seconds_dot_millis(ts, text):
+    obj = orjson.loads(raw_event_json(({**EVENT, "ts": ts}, "live.orders", 0, 0)))
+    assert obj["ts"] == text
+
+
+@pytest.mark.parametrize("spoofed", [{}, {"kafka_offset": "x"}, {"kafka_topic": 1, "kafka_partition": None}])
+def test_raw_event_json_holds_the_events_fields_and_its_kafka_position(spoofed):
+    event = {**EVENT, "extra": {"nested": [1, None]}, **spoofed}
+    before = dict(event)
+    line = raw_event_json((event, "live.orders", 7, 123_456))
+    assert b"\n" not in line  # one JSONEachRow line
+    for key in (b'"ts"', b'"kafka_topic"', b'"kafka_partition"', b'"kafka_offset"'):
+        assert line.count(key) == 1  # an event key named like a Kafka column is never copied
+    obj = orjson.loads(line)
+    assert (obj["kafka_topic"], obj["kafka_partition"], obj["kafka_offset"]) == ("live.orders", 7, 123_456)
+    assert obj["merchant_id"] is None and "mcn_id" not in obj  # null or missing: ClickHouse's DEFAULT
+    assert obj["category"] == EVENT["category"] and "extra" not in obj
+    kafka = ("ts", "kafka_topic", "kafka_partition", "kafka_offset")
+    assert {k: v for k, v in obj.items() if k not in kafka} == {k: v for k, v in EVENT.items() if k != "ts"}
+    assert event == before  # the stream's dict is not modified
+
+
+def test_fields_another_event_type_defines_are_not_stored():
+    """Validation ignores a field the event's type does not define, whatever its value; storing it would
+    make ClickHouse refuse the whole batch (a view's product_id "x" into a UInt64 column), forever."""
+    view = {"event_id": "v", "type": "view", "ts": 1_700_000_000_001, "room_id": 9, "creator_id": 8,
+            "user_id": 7, "product_id": "x", "order_id": 5, "amount_fen": -1, "quantity": "2"}  # fmt: skip
+    obj = orjson.loads(raw_event_json((view, "live.views", 0, 1)))
+    assert not {"product_id", "order_id", "amount_fen", "quantity"} & set(obj)
+    row = dict(zip(RAW_EVENT_COLUMNS, raw_event_row((view, "live.views", 0, 1)), strict=True))
+    assert (row["product_id"], row["order_id"], row["amount_fen"], row["quantity"]) == (0, "", 0, 0)
+
+
+def test_raw_event_json_and_raw_event_row_agree_once_defaults_apply():
+    """What ClickHouse stores from the JSON (null/missing -> column DEFAULT) is raw_event_row's tuple; the
+    real server is checked in test_sink_clickhouse."""
+    defaults = {"product_id": 0, "order_id": "", "amount_fen": 0, "quantity": 0, "merchant_id": 0,
+                "mcn_id": 0, "category": "", "source": ""}  # fmt: skip
+    view = {"event_id": "v", "type": "view", "ts": 1_700_000_000_001, "room_id": 9, "creator_id": 8,
+            "user_id": 7, "product_id": "x", "source": None, "unknown": 1}  # fmt: skip
+    for event in (EVENT, view):
+        item = (event, "live.views", 1, 2)
+        obj = orjson.loads(raw_event_json(item))
+        seconds, millis = obj["ts"].split(".")
+        stored = {c: defaults[c] if obj.get(c) is None else obj[c] for c in RAW_EVENT_COLUMNS}
+        stored["ts"] = int(seconds) * 1000 + int(millis)
+        assert tuple(stored.values()) == raw_event_row(item)
+
+
+async def test_raw_events_sink_writes_json_rows_the_list_writer_decodes():
+    writer = ListWriter()
+    sinks = make_sinks(Settings(clickhouse_database="lc_test"), writer)
+    await sinks.raw_events.put(
+        [(EVENT, "live.orders", 2, 40), ({**EVENT, "event_id": "e2"}, "live.orders", 2, 41)]
+    )
+    await sinks.flush()
+    stored = writer.rows("lc_test.raw_events")
+    assert [r["event_id"] for r in stored] == ["e1", "e2"]
+    assert stored[0]["ts"] == "1700000000.123" and stored[1]["kafka_offset"] == 41
+    assert set(stored[0]) <= set(RAW_EVENT_COLUMNS)  # keys that are not columns ignored, like ClickHouse
+    assert writer.columns["lc_test.raw_events"] == RAW_EVENT_COLUMNS
+    assert await sinks.close()
+
+
+async def test_json_rows_keep_the_format_through_retries_and_the_instrumented_writer():
+    flaky, metrics = FlakyWriter(failures=2, land_first=True), Metrics()
+    sink = BatchingSink(
+        InstrumentedWriter(flaky, metrics),
+        T,
+        ("n",),
+        retry=FAST_RETRY,
+        convert=orjson.dumps,
+        fmt=JSON_EACH_ROW,
+    )
+    await sink.put([{"n": 1}, {"n": 2, "other": "x"}])
+    await sink.flush()
+    assert flaky.rows(T) == [{"n": 1}, {"n": 2}]  # landed once, then two retries with the same token dropped
+    sample = metrics.registry.get_sample_value
+    assert sample("livecommerce_sink_errors_total", {"table": "t"}) == 2
+    assert sample("livecommerce_sink_rows_written_total", {"table": "t"}) == 2
+    await sink.close()
+
+
+async def test_list_writer_refuses_a_json_row_that_is_not_one_object_line():
+    for bad in (b"[1]", b'{"n": 1}\n{"n": 2}', b"{"):
+        with pytest.raises(ValueError):
+            await ListWriter().write(T, ("n",), [bad], "t", fmt=JSON_EACH_ROW)

@@ -49,6 +49,12 @@ TYPE_REQUIRED: dict[str, tuple[str, ...]] = {
 COMMON_OPTIONAL: tuple[str, ...] = ("merchant_id", "mcn_id", "category", "source")
 ORDER_OPTIONAL: tuple[str, ...] = ("quantity",)
 DEFAULT_QUANTITY = 1
+# The fields an event of each type defines. Any other field is ignored by validation, so it must be
+# ignored downstream too (never stored): a view carrying "product_id": "x" is a valid view.
+FIELDS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    t: COMMON_REQUIRED + required + COMMON_OPTIONAL + (ORDER_OPTIONAL if t == ORDER else ())
+    for t, required in TYPE_REQUIRED.items()
+}
 
 # -- reason codes ---------------------------------------------------------------------------------------
 # Whole-message reasons (the Kafka message is rejected as one unit).

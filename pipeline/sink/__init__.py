@@ -1,19 +1,23 @@
-"""Batching writer from the stream to ClickHouse: `Writer` protocol, `ClickHouseWriter`, `ListWriter`,
-`BatchingSink` (size/time batches, retry with backoff, backpressure, commit-after-write), and the row
-contracts of the three tables the stream writes (`tables`)."""
+"""Batching writer from the stream to ClickHouse: `Writer` protocol (rows as `NATIVE` tuples or
+`JSON_EACH_ROW` bytes), `ClickHouseWriter`, `ListWriter`, `BatchingSink` (size/time batches, retry with
+backoff, backpressure, commit-after-write), and the row contracts of the three tables the stream writes
+(`tables`)."""
 
 from pipeline.sink.batching import BatchingSink, SinkFailed, SinkStats
 from pipeline.sink.policy import BULK, DEFAULT_RETRY, ONCE_PER_SECOND, FlushPolicy, RetryPolicy
-from pipeline.sink.writer import ListWriter, Writer
+from pipeline.sink.writer import JSON_EACH_ROW, NATIVE, ListWriter, RowFormat, Writer
 
 __all__ = [
     "BULK",
     "DEFAULT_RETRY",
+    "JSON_EACH_ROW",
+    "NATIVE",
     "ONCE_PER_SECOND",
     "BatchingSink",
     "FlushPolicy",
     "ListWriter",
     "RetryPolicy",
+    "RowFormat",
     "SinkFailed",
     "SinkStats",
     "Writer",

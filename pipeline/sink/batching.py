@@ -10,6 +10,8 @@ Contract:
 - `await flush()` returns only when every row put before the call is written: call it before
   committing Kafka offsets. `written_position` / `on_written` give the highest Kafka offsets whose
   rows are all written, for callers that commit progressively instead.
+- Rows are what `convert` returns, in the writer's `fmt` (see `pipeline.sink.writer`): tuples for
+  `NATIVE`, JSON-object bytes for `JSON_EACH_ROW`. Without `convert`, put rows must already be that.
 - `stats` holds plain counters for metrics (the caller exports them).
 """
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.sink.policy import DEFAULT_RETRY, ONCE_PER_SECOND, FlushPolicy, RetryPolicy
-from pipeline.sink.writer import Writer
+from pipeline.sink.writer import NATIVE, RowFormat, Writer
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +62,19 @@ class BatchingSink:
         *,
         policy: FlushPolicy = ONCE_PER_SECOND,
         retry: RetryPolicy = DEFAULT_RETRY,
-        convert: Callable[[Any], tuple] | None = None,
+        convert: Callable[[Any], Any] | None = None,
+        fmt: RowFormat = NATIVE,
         on_written: Callable[[dict[tuple[str, int], int]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.writer, self.table, self.columns = writer, table, tuple(columns)
+        self.writer, self.table, self.columns, self.fmt = writer, table, tuple(columns), fmt
         self.policy, self.retry = policy, retry
-        self._convert, self._on_written, self._clock = convert, on_written, clock
+        # Default: a NATIVE row may come as any sequence; bytes(b) is b itself, so JSON rows cost nothing.
+        self._convert = convert or (tuple if fmt == NATIVE else bytes)
+        self._on_written, self._clock = on_written, clock
         self.stats = SinkStats()
         self.written_position: dict[tuple[str, int], int] = {}
-        self._buffer: list[tuple] = []
+        self._buffer: list[Any] = []
         self._put_seq = 0  # rows ever put
         self._written_seq = 0  # rows ever written; buffer holds rows _written_seq.._put_seq
         self._arrivals: deque[tuple[int, float]] = deque()  # (put_seq after a put, monotonic time)
@@ -85,7 +90,8 @@ class BatchingSink:
     # -- producer side -------------------------------------------------------------------------------
     async def put(self, rows: Iterable[Any], position: Position | None = None) -> None:
         """Buffer rows (converted by `convert` if given); waits while the buffer is full."""
-        converted = [self._convert(r) for r in rows] if self._convert else [tuple(r) for r in rows]
+        convert = self._convert
+        converted = [convert(r) for r in rows]
         await self.wait_for_capacity()
         self._check_alive()
         self._buffer.extend(converted)
@@ -194,12 +200,12 @@ class BatchingSink:
             self._arrivals.popleft()
         return self._arrivals[0][1] if self._arrivals else self._clock()
 
-    async def _write_with_retry(self, batch: list[tuple], token: str) -> None:
+    async def _write_with_retry(self, batch: list[Any], token: str) -> None:
         failures = 0
         while True:
             started = self._clock()
             try:
-                await self.writer.write(self.table, self.columns, batch, token)
+                await self.writer.write(self.table, self.columns, batch, token, fmt=self.fmt)
             except Exception as exc:
                 failures += 1
                 self.stats.errors += 1
