@@ -4,10 +4,12 @@ manage its lifecycle with the data surviving a restart."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 
 import clickhouse_connect
@@ -42,6 +44,18 @@ def native_hello(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         conn.sendall(hello)
         return conn.recv(64)
+
+
+def cpu_seconds(pid: int, over: float) -> float:
+    """CPU time (user + system, all threads) process `pid` spends during the next `over` seconds."""
+
+    def ticks() -> int:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    before = ticks()
+    time.sleep(over)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
@@ -106,6 +120,11 @@ def test_cli_lifecycle_keeps_data(run_cli, reap_pidfile, tmp_path):
     client.command("CREATE TABLE default.kept (id UInt32) ENGINE = MergeTree ORDER BY id")
     client.insert("default.kept", [(1,), (2,), (3,)], ["id"])
     client.close()
+
+    # An idle server must not burn a core: on a small machine that is CPU the pipeline needs. (The
+    # engine's pulling executor spins while a SELECT sleeps; the listener query is an INSERT for that.)
+    idle = cpu_seconds(pid, over=3.0)
+    assert idle < 0.9, f"the idle server used {idle:.2f} CPU seconds in 3 s"
 
     status = run_cli("clickhouse", "status")
     assert status.returncode == 0, status.stderr

@@ -9,7 +9,8 @@ How chdb has to be driven (found by experiment with chdb-core 26.9):
 - Listeners exist only while a query runs through the module-level `chdb._chdb.query(..., path=...)`
   (clickhouse-local's server code); their ports and listen host come from `config.xml` in the
   working directory. So a background thread runs `SYSTEM START LISTEN ...` plus a query that sleeps
-  forever, and the format given there (TabSeparated) becomes the server's default format.
+  forever (an INSERT ... SELECT, see LISTEN_SQL), and the format given there (TabSeparated) becomes
+  the server's default format.
 - To stop, that query must be killed over the network: a second in-process `_chdb.query` (e.g. a
   `KILL QUERY`) blocks forever while the first runs. `KILL QUERY` over our own HTTP port ends it
   cleanly; the call returns once open connections are gone, and if some stay open 5 s the engine
@@ -31,10 +32,14 @@ from pathlib import Path
 HOST = "127.0.0.1"
 # A marker in the listener query so KILL QUERY finds it and nothing else.
 MARKER = "livecommerce_local_listener"
+# The endless query is an INSERT into a Null table, not a SELECT: a SELECT is pulled by the engine's
+# pulling executor, whose thread spins at 100% of a core while the query sleeps (measured: 94% of a
+# core for an idle server); an INSERT ... SELECT runs in the calling thread and sleeps (0.2%).
 LISTEN_SQL = (
     "SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP; "
-    f"SELECT '{MARKER}', count() FROM (SELECT sleepEachRow(1) FROM numbers(1000000000000)) "
-    "SETTINGS max_execution_time = 0, max_block_size = 1"
+    "CREATE TABLE IF NOT EXISTS default.livecommerce_local_listener (x UInt8) ENGINE = Null; "
+    "INSERT INTO default.livecommerce_local_listener SELECT sleepEachRow(1) FROM numbers(1000000000000) "
+    f"WHERE '{MARKER}' != '' SETTINGS max_execution_time = 0, max_block_size = 1"
 )
 KILL_SQL = f"KILL QUERY WHERE query LIKE '%{MARKER}%' AND query NOT LIKE 'KILL%' SYNC"
 
