@@ -32,7 +32,7 @@ from pipeline.settings import Settings
 from pipeline.sink.clickhouse_writer import ClickHouseWriter
 from pipeline.sink.tables import make_sinks
 from pipeline.sink.writer import InstrumentedWriter
-from pipeline.topics import STATE_TABLE, contributions_topic
+from pipeline.topics import MAX_STATE_VALUE_BYTES, STATE_TABLE, contributions_topic
 
 log = logging.getLogger(__name__)
 HEALTH_CHECK_INTERVAL_S = 2.0
@@ -60,15 +60,31 @@ class StreamTopics:
         await self.app.producer.flush()
 
 
+class PipelineApp(faust.App):
+    """Faust's app, closing the stages' checkpoint pipelines first when it stops.
+
+    Faust's own stop sequence stops the consumer, closes the state tables and flushes the producer
+    before it stops the agents, so a checkpoint write still running then would fail half way."""
+
+    pipelines: list[CheckpointPipeline]
+
+    async def on_stop(self) -> None:
+        for pipeline in getattr(self, "pipelines", ()):
+            await pipeline.close()
+        await super().on_stop()
+
+
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     metrics = metrics or Metrics()
     datadir = settings.local_dir / "worker" / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = PipelineApp(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
         topic_replication_factor=settings.kafka_replication_factor,
+        # A state-table value (a hot window's users) may pass Kafka's default 1 MB; see topics.py.
+        producer_max_request_size=MAX_STATE_VALUE_BYTES,
         datadir=str(datadir),
         store="rocksdb://",
         topic_partitions=settings.topic_partitions,
@@ -108,13 +124,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     checker = DependencyChecker(settings)
     app.livecommerce = runtime
 
+    app.pipelines = []
+
     @app.agent(inputs, name="rooms")
     async def rooms(stream):
-        await _run_stage("rooms", stream, runtime.process_room_batch, ROOM_CHECKPOINT_SECONDS)
+        await _run_stage(app, "rooms", stream, runtime.process_room_batch, ROOM_CHECKPOINT_SECONDS)
 
     @app.agent(stream_topics.contributions, name="creators")
     async def creators(stream):
-        await _run_stage("creators", stream, runtime.process_creator_batch, CREATOR_CHECKPOINT_SECONDS)
+        await _run_stage(app, "creators", stream, runtime.process_creator_batch, CREATOR_CHECKPOINT_SECONDS)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs) -> None:
@@ -173,9 +191,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     return app
 
 
-async def _run_stage(name: str, stream, process, within: float) -> None:
+async def _run_stage(app: PipelineApp, name: str, stream, process, within: float) -> None:
     # noack_take: events are acknowledged by the pipeline once their checkpoint is durable.
     pipeline = CheckpointPipeline(name, stream.ack)
+    app.pipelines.append(pipeline)
     try:
         async for events in stream.noack_take(CHECKPOINT_MESSAGES, within=within):
             await pipeline.submit(process, events)

@@ -13,10 +13,11 @@ Failures:
 - an unexpected error while processing or writing stops the process at once without acknowledging
   (fail-stop, like `kill -9`, which the state design replays exactly), instead of letting Faust
   restart the agent past the batch;
-- a shutdown (SIGTERM cancels the agents) abandons a batch still being processed (it is neither
-  written nor acknowledged, so it is replayed after the restart) and lets the write in flight finish
-  for at most `FINISH_ON_SHUTDOWN_S`, so its acknowledgement is in Faust's final commit; if it cannot
-  finish (ClickHouse down, say), the process exits without acknowledging it.
+- a shutdown (SIGTERM) closes the pipelines first, before Faust stops the consumer, the state
+  tables and the producer that a write needs (`pipeline.app`): a batch still being processed is
+  abandoned (neither written nor acknowledged, so it is replayed after the restart) and the write in
+  flight may finish for at most `FINISH_ON_SHUTDOWN_S`, so its acknowledgement is in Faust's final
+  commit; if it cannot finish (ClickHouse down, say), the process exits without acknowledging it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class CheckpointPipeline:
         self.name = name
         self._ack = ack
         self._inflight: asyncio.Future | None = None
+        self._closed = False
 
     async def submit(self, process: Callable[[Sequence], Awaitable[Processed]], events: Sequence) -> None:
         """Process `events` now; start writing them once the previous write is done; return."""
@@ -57,6 +59,8 @@ class CheckpointPipeline:
         except BaseException:
             _die(f"{self.name}: processing a batch of {len(events)} messages failed")
         await self.wait_idle()
+        if self._closed:
+            return  # shutting down: neither written nor acknowledged, replayed after the restart
         self._inflight = asyncio.ensure_future(self._write_then_ack(*processed))
 
     async def wait_idle(self) -> None:
@@ -65,7 +69,10 @@ class CheckpointPipeline:
             await asyncio.shield(self._inflight)
 
     async def close(self) -> None:
-        """On shutdown: let the write in flight finish (bounded), or exit without acknowledging it."""
+        """On shutdown: start no more writes; let the one in flight finish (bounded), or exit without
+        acknowledging it. Called before Faust stops its consumer, tables and producer, which the write
+        needs (and again when the agent ends, then a no-op)."""
+        self._closed = True
         inflight = self._inflight
         if inflight is None or inflight.done():
             return

@@ -31,6 +31,10 @@ from pipeline.windows.watermark import NO_WATERMARK, Watermark
 
 # Kafka's default message size limit is 1 MB; stay well below it.
 MAX_CONTRIBUTION_BYTES = 512 * 1024
+# De-duplication ids per state-table value: at most ~200 bytes each as JSON (event ids are at most 128
+# characters), so a chunk stays under ~1 MB however many events one checkpoint takes (a backlog's
+# checkpoint can hold 100,000 or more).
+MAX_IDS_PER_CHUNK = 5_000
 
 
 @dataclass(slots=True)
@@ -104,12 +108,13 @@ class RoomPartition:
     def checkpoint(self) -> Checkpoint:
         cp = checkpoint_windows(self.windows, self.source, self.watermark.value)
         source = self.source
-        if self._new_ids:
+        new_ids, self._new_ids = self._new_ids, []
+        for start in range(0, len(new_ids), MAX_IDS_PER_CHUNK):
+            ids = new_ids[start : start + MAX_IDS_PER_CHUNK]
             chunk = self._next_chunk
             self._next_chunk += 1
-            cp.state[codec.chunk_key(source, chunk)] = orjson.dumps(self._new_ids)
-            self._chunks[chunk] = max(ts for _, ts in self._new_ids)
-            self._new_ids = []
+            cp.state[codec.chunk_key(source, chunk)] = orjson.dumps(ids)
+            self._chunks[chunk] = max(ts for _, ts in ids)
             self._meta_dirty = True
         high = self.dedup.high_water_ms
         if high is not None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from pipeline.errors import UserFacingError
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 
 
 STATE_TABLE = "window-state"
+# The state table's values can be large: a hot room's window holds its distinct users (a minute of a
+# top room at a campaign peak: 100,000+ ids, ~2 MB as JSON). Kafka's default limit is 1 MB per message.
+MAX_STATE_VALUE_BYTES = 16 * 1024 * 1024
+# The changelog keeps the latest value per key (compaction): the state table is rebuilt from it, and
+# a key written long ago (the watermark of a quiet partition) must not expire.
+CHANGELOG_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_STATE_VALUE_BYTES)}
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -70,11 +77,27 @@ async def ensure_topics(
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(
                     [
-                        NewTopic(name, settings.topic_partitions, settings.kafka_replication_factor)
+                        NewTopic(
+                            name,
+                            settings.topic_partitions,
+                            settings.kafka_replication_factor,
+                            topic_configs=CHANGELOG_CONFIG if name == changelog_topic(settings) else None,
+                        )
                         for name in missing
                     ]
                 )
             log.info("created topics %s with %d partitions", ", ".join(missing), settings.topic_partitions)
+        # Also when it already existed (an earlier version, by hand, or a racing worker created it): it
+        # must have this configuration. Idempotent.
+        resource = ConfigResource(ConfigResourceType.TOPIC, changelog_topic(settings), CHANGELOG_CONFIG)
+        for response in await admin.alter_configs([resource]):
+            for error_code, message, *_ in response.resources:
+                if error_code:
+                    raise UserFacingError(
+                        f"cannot configure {changelog_topic(settings)} ({CHANGELOG_CONFIG}): Kafka "
+                        f"error {error_code} {message}; the worker needs permission to alter its "
+                        "topics' configs"
+                    )
         copartitioned = [*settings.topics.inputs, contributions_topic(settings), changelog_topic(settings)]
         _check_partition_counts(await admin.describe_topics(copartitioned), settings)
         return missing

@@ -120,3 +120,13 @@ async def test_only_the_events_processing_consumed_are_acknowledged():
     await stage.pipeline.submit(process, [1, "not ours", 2])
     await stage.pipeline.wait_idle()
     assert stage.acked == [1, 2]
+
+
+async def test_a_closed_pipeline_starts_no_more_writes():
+    stage = Recorder(write_seconds=0.1)
+    await stage.pipeline.submit(stage.process, [1])
+    await stage.pipeline.close()  # shutdown begins: the write in flight finishes
+    await stage.pipeline.submit(stage.process, [2])  # a batch the agent was still processing
+    await stage.pipeline.wait_idle()
+    assert stage.acked == [1]
+    assert "write [2] start" not in stage.log

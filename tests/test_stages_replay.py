@@ -195,3 +195,25 @@ def test_crashes_with_contributions_cut_small_give_the_same_aggregates(seed, mon
     crashed = run(logs, seed + 100, crash_every=4)
     assert crashed.rooms == clean.rooms
     assert crashed.creators == clean.creators
+
+
+def test_a_large_checkpoints_dedup_memory_is_cut_into_bounded_chunks_and_restored_whole():
+    from pipeline.ingest import MAX_IDS_PER_CHUNK, RoomPartition
+    from pipeline.windows import codec
+
+    part = RoomPartition("live.views", 0, SETTINGS, creator_partitions=2)
+    count = 2 * MAX_IDS_PER_CHUNK + 7  # a backlog checkpoint
+    for offset in range(count // 100 + 1):
+        batch = [{"event_id": f"e{i}", "type": "view", "ts": T0 + i, "room_id": 1, "creator_id": 2,
+                  "user_id": i + 1} for i in range(offset * 100, min(count, offset * 100 + 100))]  # fmt: skip
+        if batch:
+            part.process(offset, b"1", orjson.dumps(batch), T0 + count)
+    cp = part.checkpoint()
+    chunks = [v for k, v in cp.state.items() if k.startswith(b"d|")]
+    assert [len(orjson.loads(v)) for v in chunks] == [MAX_IDS_PER_CHUNK, MAX_IDS_PER_CHUNK, 7]
+    assert all(len(v) < 1_000_000 for v in cp.state.values() if v)
+    restored = RoomPartition("live.views", 0, SETTINGS, creator_partitions=2)
+    restored.restore([(k, v) for k, v in cp.state.items() if v is not None])
+    again = restored.process(10_000, b"1", orjson.dumps({"event_id": "e0", "type": "view", "ts": T0,
+                             "room_id": 1, "creator_id": 2, "user_id": 1}), T0 + count)  # fmt: skip
+    assert again.duplicates == 1 and codec.meta_key(part.source) in cp.state
