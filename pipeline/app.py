@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pipeline import rebalance_seek
 from pipeline.checkpointing import CheckpointPipeline
 from pipeline.kafka_options import faust_credentials
 from pipeline.metrics import Metrics
@@ -188,6 +189,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     register_routes(app, settings, watermark_ms=runtime.watermark_ms)
     protect(app.web.web_app, settings.web_auth_token, settings.web_host)
+    # Without it, messages Faust drops during a rebalance are never re-read on partitions that had no
+    # commit yet (the takeover of a worker killed early): see the module.
+    rebalance_seek.install(app)
     return app
 
 
