@@ -19,7 +19,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from pipeline import rebalance_seek
-from pipeline.checkpointing import CheckpointPipeline
+from pipeline.checkpointing import FINISH_ON_SHUTDOWN_S, CheckpointPipeline, exit_unacknowledged
 from pipeline.kafka_options import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
@@ -62,17 +62,18 @@ class StreamTopics:
 
 
 class PipelineApp(faust.App):
-    """Faust's app, closing the stages' checkpoint pipelines first when it stops.
+    """Faust's app, with a bound on how long stopping may take.
 
-    Faust's own stop sequence stops the consumer, closes the state tables and flushes the producer
-    before it stops the agents, so a checkpoint write still running then would fail half way."""
-
-    pipelines: list[CheckpointPipeline]
+    On SIGTERM Faust first waits until every message the agents took is acknowledged ("Wait for
+    streams"): the checkpoints in flight are written, then offsets are committed. If they cannot be
+    written (ClickHouse down), that wait would never end; after `FINISH_ON_SHUTDOWN_S` the process
+    exits without acknowledging them instead (they are replayed after the restart)."""
 
     async def on_stop(self) -> None:
-        for pipeline in getattr(self, "pipelines", ()):
-            await pipeline.close()
-        await super().on_stop()
+        try:
+            await asyncio.wait_for(super().on_stop(), FINISH_ON_SHUTDOWN_S)
+        except TimeoutError:
+            exit_unacknowledged(f"stopping took over {FINISH_ON_SHUTDOWN_S:.0f} s")
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -125,15 +126,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     checker = DependencyChecker(settings)
     app.livecommerce = runtime
 
-    app.pipelines = []
-
     @app.agent(inputs, name="rooms")
     async def rooms(stream):
-        await _run_stage(app, "rooms", stream, runtime.process_room_batch, ROOM_CHECKPOINT_SECONDS)
+        await _run_stage("rooms", stream, runtime.process_room_batch, ROOM_CHECKPOINT_SECONDS)
 
     @app.agent(stream_topics.contributions, name="creators")
     async def creators(stream):
-        await _run_stage(app, "creators", stream, runtime.process_creator_batch, CREATOR_CHECKPOINT_SECONDS)
+        await _run_stage("creators", stream, runtime.process_creator_batch, CREATOR_CHECKPOINT_SECONDS)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs) -> None:
@@ -195,10 +194,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     return app
 
 
-async def _run_stage(app: PipelineApp, name: str, stream, process, within: float) -> None:
+async def _run_stage(name: str, stream, process, within: float) -> None:
     # noack_take: events are acknowledged by the pipeline once their checkpoint is durable.
     pipeline = CheckpointPipeline(name, stream.ack)
-    app.pipelines.append(pipeline)
     try:
         async for events in stream.noack_take(CHECKPOINT_MESSAGES, within=within):
             await pipeline.submit(process, events)

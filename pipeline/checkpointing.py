@@ -13,11 +13,11 @@ Failures:
 - an unexpected error while processing or writing stops the process at once without acknowledging
   (fail-stop, like `kill -9`, which the state design replays exactly), instead of letting Faust
   restart the agent past the batch;
-- a shutdown (SIGTERM) closes the pipelines first, before Faust stops the consumer, the state
-  tables and the producer that a write needs (`pipeline.app`): a batch still being processed is
-  abandoned (neither written nor acknowledged, so it is replayed after the restart) and the write in
-  flight may finish for at most `FINISH_ON_SHUTDOWN_S`, so its acknowledgement is in Faust's final
-  commit; if it cannot finish (ClickHouse down, say), the process exits without acknowledging it.
+- a shutdown (SIGTERM): Faust first waits until every message the agents took is acknowledged, so
+  the batches in hand are processed and written as usual, then commits and stops; `pipeline.app`
+  bounds that by `FINISH_ON_SHUTDOWN_S` and otherwise exits without acknowledging (ClickHouse down,
+  say: the batches are replayed after the restart). If an agent is cancelled anyway, `close` lets
+  the write in flight finish within the same bound.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class CheckpointPipeline:
         except asyncio.CancelledError:
             raise
         except BaseException:
-            _die(f"{self.name}: processing a batch of {len(events)} messages failed")
+            exit_unacknowledged(f"{self.name}: processing a batch of {len(events)} messages failed")
         await self.wait_idle()
         if self._closed:
             return  # shutting down: neither written nor acknowledged, replayed after the restart
@@ -69,9 +69,8 @@ class CheckpointPipeline:
             await asyncio.shield(self._inflight)
 
     async def close(self) -> None:
-        """On shutdown: start no more writes; let the one in flight finish (bounded), or exit without
-        acknowledging it. Called before Faust stops its consumer, tables and producer, which the write
-        needs (and again when the agent ends, then a no-op)."""
+        """When the agent ends: start no more writes; let the one in flight finish (bounded), or exit
+        without acknowledging it."""
         self._closed = True
         inflight = self._inflight
         if inflight is None or inflight.done():
@@ -79,7 +78,7 @@ class CheckpointPipeline:
         try:
             await asyncio.wait_for(asyncio.shield(inflight), FINISH_ON_SHUTDOWN_S)
         except BaseException:
-            _die(f"{self.name}: the checkpoint in flight could not finish during shutdown")
+            exit_unacknowledged(f"{self.name}: the checkpoint in flight could not finish during shutdown")
 
     async def _write_then_ack(self, write: Callable[[], Awaitable[None]], events: Sequence) -> None:
         try:
@@ -87,11 +86,13 @@ class CheckpointPipeline:
         except asyncio.CancelledError:
             raise  # the loop is being torn down: not acknowledged, replayed after the restart
         except BaseException:
-            _die(f"{self.name}: the checkpoint of {len(events)} messages failed")
+            exit_unacknowledged(f"{self.name}: the checkpoint of {len(events)} messages failed")
         for event in events:
             await self._ack(event)
 
 
-def _die(what: str) -> None:
+def exit_unacknowledged(what: str) -> None:
+    """Exit at once (status 70) without acknowledging anything more: like `kill -9`, which the state
+    design replays exactly."""
     log.critical("%s; exiting without acknowledging it (it is replayed on restart)", what, exc_info=True)
     os._exit(EXIT_CHECKPOINT_FAILED)

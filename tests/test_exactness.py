@@ -1,4 +1,5 @@
-"""Exact aggregates under failure: kill -9 of the worker, and ClickHouse going away for 30 s.
+"""Exact aggregates under failure: kill -9 of the worker, SIGTERM mid-stream, and ClickHouse going away
+for 30 s.
 
 Each run feeds the same generated traffic (batches, retries, disorder, invalid messages) to a fresh
 pipeline (own topics, consumer group and database) and the window views must come out identical to
@@ -12,6 +13,7 @@ import random
 import time
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import WorkerProcess, cli, generated_traffic, isolated_env, produce, window_stats
 
 from pipeline.settings import Settings
@@ -70,6 +72,42 @@ def test_kill_9_at_random_points_gives_the_same_aggregates(baseline, settings_en
         worker.stop()
     assert kills == CHUNKS
     assert window_stats(env) == baseline
+
+
+async def committed_and_end_offsets(settings: Settings) -> tuple[dict, dict]:
+    """The consumer group's committed offsets and the end offsets of every input partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.app_id)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in settings.topics.inputs for p in range(settings.topic_partitions)]
+        committed = {tp: await consumer.committed(tp) for tp in tps}
+        return committed, await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+
+
+def test_sigterm_mid_stream_stops_within_30s_commits_and_gives_the_same_aggregates(
+    baseline, settings_env, tmp_path
+):
+    env, worker = new_pipeline(settings_env, tmp_path, "sigterm")
+    settings = Settings.from_env(env)
+    rng = random.Random()
+    worker.start()
+    try:
+        for chunk in traffic(settings):
+            asyncio.run(produce(settings.kafka_bootstrap_servers, chunk))
+            time.sleep(rng.uniform(0.2, 2.5))  # somewhere while the chunk is being processed
+            started = time.monotonic()
+            assert worker.stop(timeout=30) == 0  # flushed, committed, exited cleanly
+            assert time.monotonic() - started < 30
+            worker.start()
+        worker.wait_caught_up()
+    finally:
+        assert worker.stop(timeout=30) == 0
+    assert window_stats(env) == baseline
+    # The last stop committed everything it processed: a restart would replay nothing.
+    committed, end = asyncio.run(committed_and_end_offsets(settings))
+    assert committed == end
 
 
 def test_clickhouse_down_for_30s_gives_the_same_aggregates(
