@@ -34,8 +34,8 @@ EXIT_CHECKPOINT_FAILED = 70  # EX_SOFTWARE
 
 
 class Processed(NamedTuple):
-    """What processing a batch returns: the write that makes its checkpoint durable, and the events it
-    consumed (acknowledged once the write is done; events it left out are never acknowledged)."""
+    """What processing a batch returns: the write that makes its checkpoint durable, and the events to
+    acknowledge once the write is done."""
 
     write: Callable[[], Awaitable[None]]
     events: Sequence

@@ -82,7 +82,7 @@ class StreamRuntime:
             touched[(msg.topic, msg.partition)] = event
             metrics.batch_duration.observe(time.perf_counter() - started)
         checkpoints = [(last, self.rooms.partition(*tp).checkpoint()) for tp, last in touched.items()]
-        return Processed(functools.partial(self._write_room_checkpoints, checkpoints), owned)
+        return Processed(functools.partial(self._write_room_checkpoints, checkpoints), events)
 
     async def _write_room_checkpoints(self, checkpoints: list[tuple[object, Checkpoint]]) -> None:
         metrics = self.metrics
@@ -127,7 +127,7 @@ class StreamRuntime:
             self._creator_partition(msg.partition).apply(msg.value)
             touched[msg.partition] = event
         checkpoints = [(last, self.creators[p].checkpoint()) for p, last in touched.items()]
-        return Processed(functools.partial(self._write_creator_checkpoints, checkpoints), owned)
+        return Processed(functools.partial(self._write_creator_checkpoints, checkpoints), events)
 
     async def _write_creator_checkpoints(self, checkpoints: list[tuple[object, Checkpoint]]) -> None:
         for _, cp in checkpoints:
@@ -157,8 +157,9 @@ class StreamRuntime:
     async def _owned(self, events: Sequence, known) -> list:
         """The events of partitions this worker owns, once the state of each partition it has not
         restored yet is ready to read. Events of partitions it does not own (fetched before a
-        rebalance) are left out and never acknowledged: the partition's owner reads them again from
-        the committed offset, and Faust's set of unacknowledged messages holds them weakly."""
+        rebalance) are left out but still acknowledged with the batch: Faust waits for every message
+        its agents took before a rebalance or a stop completes, never commits a partition it does not
+        own, and the partition's owner reads them again from the committed offset."""
         assignment = self.table.app.consumer.assignment()
         owned = [event for event in events if event.message.tp in assignment]
         if len(owned) < len(events):

@@ -108,7 +108,7 @@ async def test_a_write_that_cannot_finish_during_shutdown_is_not_acknowledged(mo
     assert stage.acked == []
 
 
-async def test_only_the_events_processing_consumed_are_acknowledged():
+async def test_the_events_processing_returns_are_the_ones_acknowledged():
     stage = Recorder()
 
     async def process(events):
