@@ -36,7 +36,7 @@ from pathlib import Path
 
 from load_tests.bench_backlog import Backlog, Scenario, base_config, ceiling_rate, produce_backlog
 from load_tests.bench_latency import measure_latency
-from load_tests.bench_profile import summarise
+from load_tests.bench_profile import summarise, summarise_samples
 from load_tests.bench_worker import WorkerRates, naive_rate, worker_rate
 from pipeline.local.clickhouse import LocalClickHouse
 from pipeline.local.kafka import LocalKafka
@@ -124,7 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--partitions", type=int, default=6, help="TOPIC_PARTITIONS of every topic")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--latency-seconds", type=float, default=10.0, help="duration of each live latency run")
-    p.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
+    p.add_argument("--no-profile", action="store_true", help="skip the profiled run")
+    p.add_argument(
+        "--profiler",
+        default="py-spy",
+        choices=("py-spy", "cprofile"),
+        help="py-spy samples every thread at full speed; cProfile counts calls but slows the worker",
+    )
     p.add_argument(
         "--profile-scenario",
         default="even",
@@ -171,10 +177,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.json:
             args.json.write_text(json.dumps(repeats, indent=1))
         if not args.no_profile:
-            profile, backlog = workdir / "worker.prof", backlogs[args.profile_scenario]
+            suffix = ".collapsed" if args.profiler == "py-spy" else ".prof"
+            profile, backlog = workdir / f"worker{suffix}", backlogs[args.profile_scenario]
             rates = worker_rate(services, workdir, backlog, args.partitions, profile_to=profile)
             print(f"profiled worker on {args.profile_scenario}: {rates}")
-            print(summarise(profile, backlog.counts.records))
+            if args.profiler == "py-spy":
+                print(summarise_samples(profile, backlog.counts.records))
+            else:
+                print(summarise(profile, backlog.counts.records))
     finally:
         clickhouse.stop()
         kafka.stop()

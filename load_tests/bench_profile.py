@@ -110,3 +110,58 @@ def summarise(profile: Path, records: int, top: int = 15) -> str:
         where = "/".join(Path(filename).parts[-2:]) if filename != "~" else ""
         lines.append(f"| `{where}:{line} {name}` | {entry[1]:,} | {entry[2]:.2f} |")
     return "\n".join(lines)
+
+
+def summarise_samples(collapsed: Path, records: int, rate_hz: int = 200, top: int = 15) -> str:
+    """The same summary from py-spy's collapsed stacks ("thread;frame;...;leaf COUNT" per line, idle
+    samples excluded): busy time per thread, then the busy time of every thread by the component of
+    its innermost Python frame (C functions such as orjson are charged to their Python caller), the
+    inclusive time of KEY_FUNCTIONS, and the top innermost frames."""
+    threads: dict[str, int] = {}
+    groups: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        thread, *frames = stack.split(";")
+        if not frames:
+            continue
+        total += count
+        threads[thread] = threads.get(thread, 0) + count
+        leaf = frames[-1]
+        groups[_component(leaf, "")] = groups.get(_component(leaf, ""), 0) + count
+        leaves[leaf] = leaves.get(leaf, 0) + count
+        for suffix, func in KEY_FUNCTIONS:
+            if any(f"{func} (" in frame and suffix in frame for frame in frames):
+                name = f"{suffix.rsplit('/', 1)[-1]}:{func}"
+                inclusive[name] = inclusive.get(name, 0) + count
+
+    def us(samples: int) -> str:
+        return f"{samples / rate_hz / records * 1e6:.2f}"
+
+    lines = [
+        f"{total / rate_hz:.1f} s busy in all threads over {records:,} records ({us(total)} µs per record)",
+        "",
+        "| thread | busy s | µs per record |",
+        "| --- | ---: | ---: |",
+    ]
+    for thread, n in sorted(threads.items(), key=lambda kv: -kv[1])[:6]:
+        lines.append(f"| {thread} | {n / rate_hz:.2f} | {us(n)} |")
+    lines += [
+        "",
+        "| component (innermost frame) | s | share | µs per record |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, n in sorted(groups.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {label} | {n / rate_hz:.2f} | {n / total:.0%} | {us(n)} |")
+    lines += ["", "| function (inclusive) | s | µs per record |", "| --- | ---: | ---: |"]
+    for name, n in inclusive.items():
+        lines.append(f"| {name} | {n / rate_hz:.2f} | {us(n)} |")
+    lines += ["", f"top {top} innermost frames:", "", "| frame | s |", "| --- | ---: |"]
+    for leaf, n in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"| `{leaf}` | {n / rate_hz:.2f} |")
+    return "\n".join(lines)
