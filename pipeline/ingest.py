@@ -25,7 +25,7 @@ from pipeline.events.decode import Rejection, allowed_types_for_topic, decode_me
 from pipeline.events.dedup import Deduplicator
 from pipeline.settings import Settings
 from pipeline.windows import codec
-from pipeline.windows.aggregate import WindowAggregator
+from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, new_partial
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.watermark import NO_WATERMARK, Watermark
 
@@ -74,36 +74,71 @@ class RoomPartition:
             value, key, self.allowed, now_ms=now_ms, max_skew_ms=self.settings.max_clock_skew_ms
         )
         result = IngestResult(rejections=decoded.rejections)
-        watermark, dedup, new_ids = self.watermark, self.dedup, self._new_ids
         accepted, late = result.accepted, result.late
-        for event in decoded.events:
-            ts = event["ts"]
-            event_id = event["event_id"]
-            if dedup.is_duplicate(event_id, ts):
-                result.duplicates += 1
+        is_duplicate, new_ids = self.dedup.is_duplicate, self._new_ids
+        # One pass per event: de-duplicate, classify against the watermark, and add the event to the
+        # partial of its window (Watermark.is_late and observe, inlined: this loop is the hot path).
+        size, lateness = self.settings.window_ms, self.watermark.lateness_ms
+        highest = self.watermark.max_event_ms
+        partials: dict[tuple[int, int, int], list] = {}
+        duplicates = newest = 0
+        for ev in decoded.events:
+            ts = ev["ts"]
+            event_id = ev["event_id"]
+            if is_duplicate(event_id, ts):
+                duplicates += 1
                 continue
             new_ids.append((event_id, ts))
-            if watermark.is_late(ts):
-                late.append(event)
-            else:
-                accepted.append(event)
-                watermark.observe(ts)
+            start = ts - ts % size
+            if start + size <= highest - lateness:
+                late.append(ev)
+                continue
+            accepted.append(ev)
+            if ts > newest:
+                newest = ts
+                if ts > highest:
+                    highest = ts
+            room, creator = ev["room_id"], ev["creator_id"]
+            p = partials.get((start, room, creator))
+            if p is None:
+                p = partials[(start, room, creator)] = new_partial(start, room, creator)
+            kind = ev["type"]
+            if kind == "view":
+                p[3] += 1
+                p[9].add(ev["user_id"])
+            elif kind == "click":
+                p[4] += 1
+                p[10].add(ev["user_id"])
+            elif kind == "order":
+                p[5] += 1
+                p[6] += ev["amount_fen"]
+                p[11].add(ev["user_id"])
+            else:  # refund: validated, the only other type
+                p[7] += 1
+                p[8] += ev["amount_fen"]
+        result.duplicates = duplicates
         if accepted:
+            self.watermark.observe(highest)
             self._meta_dirty = True
-            self.windows.add_events(accepted, "room_id", self.source, offset)
+            parts = list(partials.values())
+            self.windows.add_partials(parts, ROOM_KEY, self.source, offset)
             topic, partition = self.topic, self.partition
             self._raw.extend((ev, topic, partition, offset) for ev in accepted)
-            self._add_forwards(offset, accepted)
-            self._newest.append(max(ev["ts"] for ev in accepted))
+            self._add_forwards(offset, parts)
+            self._newest.append(newest)
         return result
 
-    def _add_forwards(self, offset: int, accepted: list[dict]) -> None:
+    def _add_forwards(self, offset: int, partials: list[list]) -> None:
         n = self.creator_partitions
-        by_target: dict[int, list[dict]] = {}
-        for ev in accepted:
-            by_target.setdefault(ev["creator_id"] % n, []).append(codec.slim_event(ev))
-        for target, events in by_target.items():
-            self._forward.setdefault(target, []).append((offset, events))
+        forward = self._forward
+        if len(partials) == 1:  # the usual case: one room, one window
+            forward.setdefault(partials[0][CREATOR_KEY] % n, []).append((offset, partials))
+            return
+        by_target: dict[int, list[list]] = {}
+        for p in partials:
+            by_target.setdefault(p[CREATOR_KEY] % n, []).append(p)
+        for target, parts in by_target.items():
+            forward.setdefault(target, []).append((offset, parts))
 
     def checkpoint(self) -> Checkpoint:
         cp = checkpoint_windows(self.windows, self.source, self.watermark.value)

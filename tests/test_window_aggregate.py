@@ -1,6 +1,6 @@
 import itertools
 
-from pipeline.windows.aggregate import METRIC_COLUMNS, WindowAggregator
+from pipeline.windows.aggregate import CREATOR_KEY, METRIC_COLUMNS, ROOM_KEY, WindowAggregator
 
 W = 60_000
 POS = itertools.count()
@@ -97,3 +97,62 @@ def test_replaying_a_position_already_applied_changes_nothing():
     assert agg.add_events([ev("view", 4, 5)], "room_id", "live.views/0", 11) == 1
     [row] = agg.take_changed()
     assert row[0] == 0 and metrics(row)["viewers"] == before[0][4] + 2
+
+
+def partial(start, room, creator, views=0, clicks=0, orders=0, gmv=0, refunds=0, refund_fen=0,
+            viewers=(), clickers=(), buyers=()):  # fmt: skip
+    return [start, room, creator, views, clicks, orders, gmv, refunds, refund_fen,
+            set(viewers), set(clickers), set(buyers)]  # fmt: skip
+
+
+def test_partials_add_up_like_the_events_they_summarise():
+    events = [
+        ev("view", 1_000, 1),
+        ev("view", 2_000, 1),
+        ev("click", 3_000, 1),
+        ev("order", 5_000, 2, amount=900),
+        ev("refund", 6_000, 2, amount=900),
+        ev("view", 61_000, 3),
+    ]
+    by_events = WindowAggregator(W)
+    by_events.add_events(events, "room_id", "live.views/0", 1)
+    by_partials = WindowAggregator(W)
+    parts = [
+        partial(
+            0,
+            7,
+            70,
+            views=2,
+            clicks=1,
+            orders=1,
+            gmv=900,
+            refunds=1,
+            refund_fen=900,
+            viewers=[1],
+            clickers=[1],
+            buyers=[2],
+        ),
+        partial(60_000, 7, 70, views=1, viewers=[3]),
+    ]
+    assert by_partials.add_partials(parts, ROOM_KEY, "live.views/0", 1) == len(events)
+    assert sorted(by_partials.take_changed()) == sorted(by_events.take_changed())
+
+
+def test_partials_keyed_by_creator_merge_rooms_and_users():
+    agg = WindowAggregator(W)
+    agg.add_partials([partial(0, 7, 70, views=2, viewers=[1, 2])], CREATOR_KEY, "live.views/0", 5)
+    agg.add_partials([partial(0, 8, 70, views=2, viewers=[2, 3])], CREATOR_KEY, "live.views/1", 9)
+    [row] = agg.take_changed()
+    assert row[:3] == (0, 70, 70)
+    assert metrics(row)["views"] == 4 and metrics(row)["viewers"] == 3  # user 2 once
+
+
+def test_replaying_a_partial_already_applied_changes_nothing():
+    agg = WindowAggregator(W)
+    parts = [partial(0, 7, 70, views=1, viewers=[1]), partial(0, 7, 70, views=1, viewers=[2])]
+    assert agg.add_partials(parts, ROOM_KEY, "live.views/0", 10) == 2  # one offset, two pieces
+    assert agg.add_partials(parts, ROOM_KEY, "live.views/0", 10) == 0
+    assert agg.add_partials(parts, ROOM_KEY, "live.views/0", 3) == 0
+    assert agg.add_partials(parts[:1], ROOM_KEY, "live.views/0", 11) == 1
+    [row] = agg.take_changed()
+    assert metrics(row)["views"] == 3 and metrics(row)["viewers"] == 2

@@ -77,12 +77,16 @@ def decode_window(value: bytes) -> Window:
 
 # Creator contributions: what the room stage forwards through the repartition topic. Per checkpoint and
 # target partition, one or more messages (cut by `encode_contributions`), each
-# {"src": source, "wm": watermark, "m": [[offset, [event, ...]], ...]}
-# where each event keeps only what creator windows need. The offsets let the creator stage skip a
-# contribution it already applied when the room stage replays after a crash.
+# {"src": source, "wm": watermark, "p": [[offset, [partial, ...]], ...]}
+# where a partial (pipeline.windows.aggregate) is what the input message at `offset` added to one window
+# of one room. The offsets let the creator stage skip a contribution it already applied when the room
+# stage replays after a crash. Earlier versions sent "m" instead of "p", with slimmed events
+# ({"ts", "type", "creator_id", "user_id", "amount_fen"}) in place of partials; the creator stage still
+# applies those, so contributions in flight during an upgrade are not lost.
 
 
 def slim_event(ev: dict) -> dict:
+    """An event as the earlier contribution format carried it (tests of the upgrade path)."""
     return {
         "ts": ev["ts"],
         "type": ev["type"],
@@ -92,12 +96,13 @@ def slim_event(ev: dict) -> dict:
     }
 
 
-def encode_contribution(source: str, watermark: int, messages: list[tuple[int, list[dict]]]) -> bytes:
-    return orjson.dumps({"src": source, "wm": watermark, "m": messages})
+def encode_contribution(source: str, watermark: int, messages: list[tuple[int, list[list]]]) -> bytes:
+    # Partials hold their users as sets; orjson calls `default` for them.
+    return orjson.dumps({"src": source, "wm": watermark, "p": messages}, default=list)
 
 
 def encode_contributions(
-    source: str, earlier_wm: int, final_wm: int, messages: list[tuple[int, list[dict]]], max_bytes: int
+    source: str, earlier_wm: int, final_wm: int, messages: list[tuple[int, list[list]]], max_bytes: int
 ) -> list[bytes]:
     """`messages` as one or more contribution messages of at most about `max_bytes`, cut only between
     input offsets; every message but the last carries `earlier_wm`, the last one `final_wm`."""
@@ -110,6 +115,9 @@ def encode_contributions(
     )
 
 
-def decode_contribution(value: bytes) -> tuple[str, int, list[tuple[int, list[dict]]]]:
+def decode_contribution(
+    value: bytes,
+) -> tuple[str, int, list[tuple[int, list[list]]], list[tuple[int, list[dict]]]]:
+    """(source, watermark, partials per offset, slimmed events per offset of the earlier format)."""
     doc = orjson.loads(value)
-    return doc["src"], doc["wm"], doc["m"]
+    return doc["src"], doc["wm"], doc.get("p", []), doc.get("m", [])

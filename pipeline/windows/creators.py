@@ -1,8 +1,9 @@
 """The creator stage as plain code: contributions from the room stage in, creator windows out.
 
-The room stage forwards each checkpoint's accepted events (slimmed) through the repartition topic,
-partitioned by creator, together with its watermark. Here one `CreatorPartition` owns all creators of
-one repartition partition, so a creator's distinct viewers and buyers are exact across its rooms.
+The room stage forwards, per input message, what it added to each window of a room (a partial, see
+pipeline.windows.aggregate) through the repartition topic, partitioned by creator, together with its
+watermark. Here one `CreatorPartition` owns all creators of one repartition partition, so a creator's
+distinct viewers and buyers are exact across its rooms.
 
 Exactly-once without transactions: each window records, per source input partition, the last input
 offset applied; a contribution replayed after a room-stage crash is skipped window by window.
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 import orjson
 
 from pipeline.windows import codec
-from pipeline.windows.aggregate import WindowAggregator
+from pipeline.windows.aggregate import CREATOR_KEY, WindowAggregator, partial_events
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.watermark import NO_WATERMARK
 
@@ -47,10 +48,20 @@ class CreatorPartition:
 
     def apply(self, value: bytes) -> int:
         """Apply one contribution message; returns the number of events applied (replays excluded)."""
-        source, source_wm, messages = codec.decode_contribution(value)
+        source, source_wm, partials, legacy = codec.decode_contribution(value)
         finalised_before = self.watermark
         applied = 0
-        for offset, events in messages:
+        for offset, parts in partials:
+            if finalised_before != NO_WATERMARK:
+                kept = []
+                for p in parts:
+                    if p[0] + self.window_ms > finalised_before:
+                        kept.append(p)
+                    else:
+                        self.late_events += partial_events(p)
+                parts = kept
+            applied += self.windows.add_partials(parts, CREATOR_KEY, source, offset)
+        for offset, events in legacy:
             if finalised_before != NO_WATERMARK:
                 kept = [
                     ev
