@@ -24,6 +24,7 @@ import orjson
 from pipeline.events.decode import Rejection, allowed_types_for_topic, decode_message
 from pipeline.events.dedup import Deduplicator
 from pipeline.settings import Settings
+from pipeline.sink.tables import kafka_position_tail, raw_event_line
 from pipeline.windows import codec
 from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, new_partial
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
@@ -62,7 +63,7 @@ class RoomPartition:
         self._new_ids: list[tuple[str, int]] = []
         self._chunks: dict[int, int] = {}  # dedup chunk number -> highest ts in it
         self._next_chunk = 0
-        self._raw: list[tuple[dict, str, int, int]] = []
+        self._raw: list[bytes] = []
         self._newest: list[int] = []
         self._forward: dict[int, list] = {}
         self._heard: dict[int, int] = {}  # creator partition -> window of the watermark last sent there
@@ -122,8 +123,8 @@ class RoomPartition:
             self._meta_dirty = True
             parts = list(partials.values())
             self.windows.add_partials(parts, ROOM_KEY, self.source, offset)
-            topic, partition = self.topic, self.partition
-            self._raw.extend((ev, topic, partition, offset) for ev in accepted)
+            tail = kafka_position_tail(self.topic, self.partition, offset)
+            self._raw.extend([raw_event_line(ev, tail) for ev in accepted])
             self._add_forwards(offset, parts)
             self._newest.append(newest)
         return result

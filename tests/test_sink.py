@@ -287,9 +287,8 @@ def test_raw_event_json_and_raw_event_row_agree_once_defaults_apply():
 async def test_raw_events_sink_writes_json_rows_the_list_writer_decodes():
     writer = ListWriter()
     sinks = make_sinks(Settings(clickhouse_database="lc_test"), writer)
-    await sinks.raw_events.put(
-        [(EVENT, "live.orders", 2, 40), ({**EVENT, "event_id": "e2"}, "live.orders", 2, 41)]
-    )
+    items = [(EVENT, "live.orders", 2, 40), ({**EVENT, "event_id": "e2"}, "live.orders", 2, 41)]
+    await sinks.raw_events.put([raw_event_json(item) for item in items])  # as the room stage puts them
     await sinks.flush()
     stored = writer.rows("lc_test.raw_events")
     assert [r["event_id"] for r in stored] == ["e1", "e2"]

@@ -249,3 +249,18 @@ def test_a_large_checkpoints_dedup_memory_is_cut_into_bounded_chunks_and_restore
     again = restored.process(10_000, b"1", orjson.dumps({"event_id": "e0", "type": "view", "ts": T0,
                              "room_id": 1, "creator_id": 2, "user_id": 1}), T0 + count)  # fmt: skip
     assert again.duplicates == 1 and codec.meta_key(part.source) in cp.state
+
+
+def test_the_room_stage_hands_the_sink_one_raw_line_per_accepted_event_with_its_position():
+    from pipeline.sink.tables import raw_event_json
+
+    logs = make_messages(8, 60)
+    rooms = IngestProcessor(SETTINGS, creator_partitions=2)
+    for (topic, partition), log in logs.items():
+        part = rooms.partition(topic, partition)
+        expected = []
+        for offset, (key, value) in enumerate(log):
+            accepted = part.process(offset, key, value, T0 + 10**9).accepted
+            expected += [raw_event_json((ev, topic, partition, offset)) for ev in accepted]
+        lines = part.checkpoint().raw_events
+        assert lines == expected and len(lines) > 0

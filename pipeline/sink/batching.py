@@ -69,8 +69,8 @@ class BatchingSink:
     ):
         self.writer, self.table, self.columns, self.fmt = writer, table, tuple(columns), fmt
         self.policy, self.retry = policy, retry
-        # Default: a NATIVE row may come as any sequence; bytes(b) is b itself, so JSON rows cost nothing.
-        self._convert = convert or (tuple if fmt == NATIVE else bytes)
+        # Default: a NATIVE row may come as any sequence; JSON rows are taken as they are.
+        self._convert = convert or (tuple if fmt == NATIVE else None)
         self._on_written, self._clock = on_written, clock
         self.stats = SinkStats()
         self.written_position: dict[tuple[str, int], int] = {}
@@ -91,7 +91,7 @@ class BatchingSink:
     async def put(self, rows: Iterable[Any], position: Position | None = None) -> None:
         """Buffer rows (converted by `convert` if given); waits while the buffer is full."""
         convert = self._convert
-        converted = [convert(r) for r in rows]
+        converted = [convert(r) for r in rows] if convert else list(rows)
         await self.wait_for_capacity()
         self._check_alive()
         self._buffer.extend(converted)
