@@ -321,3 +321,15 @@ async def test_list_writer_refuses_a_json_row_that_is_not_one_object_line():
     for bad in (b"[1]", b'{"n": 1}\n{"n": 2}', b"{"):
         with pytest.raises(ValueError):
             await ListWriter().write(T, ("n",), [bad], "t", fmt=JSON_EACH_ROW)
+
+
+async def test_a_json_sink_without_convert_refuses_rows_that_are_not_bytes():
+    """Such a row would fail in the writer and be retried forever: refused at `put` instead."""
+    writer = ListWriter()
+    sink = BatchingSink(writer, T, ("n",), fmt=JSON_EACH_ROW)
+    with pytest.raises(TypeError, match="must be bytes"):
+        await sink.put([b'{"n": 1}', {"n": 2}])
+    await sink.put([b'{"n": 3}'])
+    await sink.flush()
+    assert writer.rows(T) == [{"n": 3}]  # nothing of the refused put was buffered
+    await sink.close()

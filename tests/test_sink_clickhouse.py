@@ -62,10 +62,10 @@ def room_row(minute: int, room: int, step: int) -> tuple:
     return (T0 + minute * 60_000, room, 1, step, step, 0, 0, 0, 0, 100 * step, 0, 0)
 
 
-def raw(i: int) -> tuple:
+def raw(i: int) -> bytes:
     ev = {"event_id": f"e{i}", "type": "view", "ts": T0 + i, "room_id": 1 + i % 4, "creator_id": 1,
           "user_id": 1000 + i % 50, "source": "live_feed"}  # fmt: skip
-    return (ev, "live.views", i % 3, i)
+    return raw_event_json((ev, "live.views", i % 3, i))
 
 
 async def test_writer_end_to_end(ch):
@@ -158,7 +158,7 @@ async def test_raw_events_stored_from_json_rows_equal_raw_event_row(ch):
     writer = ClickHouseWriter.from_settings(settings)
     sinks = make_sinks(settings, writer)
     items = [varied(i) for i in range(40)]
-    await sinks.raw_events.put(items)
+    await sinks.raw_events.put([raw_event_json(item) for item in items])  # as the room stage puts them
     await sinks.flush()
     columns = ", ".join("toUnixTimestamp64Milli(ts)" if c == "ts" else c for c in RAW_EVENT_COLUMNS)
     stored = client.query(f"SELECT {columns} FROM {db}.raw_events ORDER BY event_id").result_rows

@@ -91,7 +91,13 @@ class BatchingSink:
     async def put(self, rows: Iterable[Any], position: Position | None = None) -> None:
         """Buffer rows (converted by `convert` if given); waits while the buffer is full."""
         convert = self._convert
-        converted = [convert(r) for r in rows] if convert else list(rows)
+        if convert:
+            converted = [convert(r) for r in rows]
+        else:
+            converted = list(rows)
+            # A row the writer cannot send would be retried forever: refuse it here, loudly.
+            if not all(type(r) is bytes for r in converted):
+                raise TypeError(f"{self.table}: JSON rows must be bytes (one JSON object each)")
         await self.wait_for_capacity()
         self._check_alive()
         self._buffer.extend(converted)
