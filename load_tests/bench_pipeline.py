@@ -15,8 +15,9 @@ the records, the others equal). Then, `--repeats` times, side by side in one run
 - latency p50/p99, production to visibility, with live traffic at half the rate the worker sustained
   in this repeat, batched and single (bench_latency).
 Ratios are taken within a repeat, then the median and range over the repeats are printed. Finally the
-worker runs once more under cProfile (bench_profile) over `--profile-scenario` (default `even`: batched
-messages, and a backlog the worker can finish), unless --no-profile. `--repeats 0` only profiles.
+worker runs once more, sampled by py-spy (or under cProfile with `--profiler cprofile`; bench_profile
+summarises either) over `--profile-scenario` (default `even`: batched messages, and a backlog the
+worker can finish), unless --no-profile. `--repeats 0` only profiles.
 Records are everything sent: distinct events, duplicate re-sends and invalid messages.
 """
 
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         "--profile-scenario",
         default="even",
         choices=("batched", "single", "even", "hot"),
-        help="backlog of the cProfile run (default even: it is batched, and the worker can finish it)",
+        help="backlog of the profiled run (default even: it is batched, and the worker can finish it)",
     )
     p.add_argument("--json", type=Path, help="also write every repeat's figures to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) afterwards")

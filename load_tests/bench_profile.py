@@ -1,14 +1,16 @@
-"""Where the worker's time goes: a cProfile of its main thread, summarised by component.
+"""Where the worker's time goes: its main thread's time summarised by component.
 
-The worker runs under `python -m cProfile -o FILE -m pipeline.cli worker` over a batched backlog (see
-`bench_worker.worker_rate`). cProfile sees the event-loop thread only: the ClickHouse inserts run in
-the writer's own thread and show up here as time the loop waits, not as CPU. cProfile's own overhead
-inflates code that makes many small calls (Faust, asyncio) more than code that makes few.
+Two sources (see `bench_worker.worker_rate`, which runs the worker over a batched backlog):
+- py-spy (`summarise_samples`, the default of bench_pipeline): samples every thread of the running
+  worker 200 times a second from outside, at full speed; idle samples are left out, and C functions
+  (orjson, socket calls) are charged to their Python caller.
+- cProfile (`summarise`): `python -m cProfile -o FILE -m pipeline.cli worker`. It counts calls but sees
+  the event-loop thread only (the ClickHouse inserts run in the writer's own thread and show up as
+  time the loop waits), and its overhead inflates code that makes many small calls (Faust, asyncio)
+  more than code that makes few.
 
-`summarise` prints (1) the main thread's own time (tottime) grouped into components by the file each
-function lives in (a builtin such as `dict.get` or `socket.send` is charged to the components that
-called it), (2) the inclusive time (cumtime) of the pipeline functions that matter, and (3) the top
-functions by own time.
+Both print the main thread's time grouped into components by the file each function lives in, the
+inclusive time of the pipeline functions that matter, and the top functions by own time.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ COMPONENTS = (
     ("dedup + watermark + windows (pipeline/windows, ingest)", "pipeline/windows/"),
     ("dedup + watermark + windows (pipeline/windows, ingest)", "pipeline/ingest.py"),
     ("runtime glue (pipeline/runtime.py)", "pipeline/runtime.py"),
-    ("sink buffering + row conversion (pipeline/sink)", "pipeline/sink/"),
+    ("raw-event JSON rows + sink buffering (pipeline/sink)", "pipeline/sink/"),
     ("metrics (prometheus_client, pipeline/metrics)", "prometheus_client"),
     ("metrics (prometheus_client, pipeline/metrics)", "pipeline/metrics.py"),
     ("state table writes (faust tables/stores, rocksdict)", "faust/tables/"),
@@ -114,14 +116,13 @@ def summarise(profile: Path, records: int, top: int = 15) -> str:
 
 def summarise_samples(collapsed: Path, records: int, rate_hz: int = 200, top: int = 15) -> str:
     """The same summary from py-spy's collapsed stacks ("thread;frame;...;leaf COUNT" per line, idle
-    samples excluded): busy time per thread, then the busy time of every thread by the component of
-    its innermost Python frame (C functions such as orjson are charged to their Python caller), the
-    inclusive time of KEY_FUNCTIONS, and the top innermost frames."""
+    samples excluded): busy time per thread, then the main thread's busy time by the component of its
+    innermost Python frame, the inclusive time of KEY_FUNCTIONS, and the top innermost frames."""
     threads: dict[str, int] = {}
     groups: dict[str, int] = {}
     leaves: dict[str, int] = {}
     inclusive: dict[str, int] = {}
-    total = 0
+    total = main = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack:
@@ -132,6 +133,9 @@ def summarise_samples(collapsed: Path, records: int, rate_hz: int = 200, top: in
             continue
         total += count
         threads[thread] = threads.get(thread, 0) + count
+        if "MainThread" not in thread:
+            continue
+        main += count
         leaf = frames[-1]
         groups[_component(leaf, "")] = groups.get(_component(leaf, ""), 0) + count
         leaves[leaf] = leaves.get(leaf, 0) + count
@@ -153,15 +157,15 @@ def summarise_samples(collapsed: Path, records: int, rate_hz: int = 200, top: in
         lines.append(f"| {thread} | {n / rate_hz:.2f} | {us(n)} |")
     lines += [
         "",
-        "| component (innermost frame) | s | share | µs per record |",
+        "| main thread: component (innermost frame) | s | share | µs per record |",
         "| --- | ---: | ---: | ---: |",
     ]
     for label, n in sorted(groups.items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {label} | {n / rate_hz:.2f} | {n / total:.0%} | {us(n)} |")
-    lines += ["", "| function (inclusive) | s | µs per record |", "| --- | ---: | ---: |"]
+        lines.append(f"| {label} | {n / rate_hz:.2f} | {n / main:.0%} | {us(n)} |")
+    lines += ["", "| main thread: function (inclusive) | s | µs per record |", "| --- | ---: | ---: |"]
     for name, n in inclusive.items():
         lines.append(f"| {name} | {n / rate_hz:.2f} | {us(n)} |")
-    lines += ["", f"top {top} innermost frames:", "", "| frame | s |", "| --- | ---: |"]
+    lines += ["", f"main thread: top {top} innermost frames:", "", "| frame | s |", "| --- | ---: |"]
     for leaf, n in sorted(leaves.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"| `{leaf}` | {n / rate_hz:.2f} |")
     return "\n".join(lines)
