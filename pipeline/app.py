@@ -121,7 +121,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         value_type=bytes,
         help="open windows, watermarks and de-duplication memory per input partition",
     )
-    sinks = make_sinks(settings, InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics))
+    sinks = make_sinks(
+        settings,
+        InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics),
+        raw_writer=InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics),
+    )
     runtime = StreamRuntime(settings, metrics, sinks, state, stream_topics)
     checker = DependencyChecker(settings)
     app.livecommerce = runtime

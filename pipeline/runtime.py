@@ -4,8 +4,9 @@ Each stage handles a batch in two steps, driven by `pipeline.checkpointing.Check
 `process_*_batch` applies the messages to the in-memory windows and takes an immutable checkpoint;
 the write it returns makes that checkpoint durable, in this order (see `Checkpoint`):
 
-1. raw events and window rows are written to ClickHouse (retried with backoff until they are);
-2. creator contributions are sent to the repartition topic and acknowledged by Kafka;
+1. creator contributions are sent to the repartition topic, and raw events and window rows are
+   written to ClickHouse (retried with backoff until they are), side by side;
+2. the contributions are acknowledged by Kafka;
 3. window state, watermarks and de-duplication memory go to the state table (RocksDB + changelog);
 4. the producer is flushed; only then are the batch's input messages acknowledged.
 
@@ -86,19 +87,22 @@ class StreamRuntime:
 
     async def _write_room_checkpoints(self, checkpoints: list[tuple[object, Checkpoint]]) -> None:
         metrics = self.metrics
-        for _, cp in checkpoints:
-            await self.sinks.raw_events.put(cp.raw_events)
-            await self.sinks.room_windows.put(cp.window_rows)
-        await self.sinks.raw_events.flush()
-        await self.sinks.room_windows.flush()
-        written_ms = time.time() * 1000
-        for _, cp in checkpoints:
-            for ts in cp.newest_event_ms:
-                metrics.end_to_end.observe((written_ms - ts) / 1000)
+        # Contributions go out first, so that the creator stage works on them while the rows below are
+        # inserted: the creator view does not wait for the bulk raw-event insert. Any order of these
+        # writes is safe, as long as all of them are durable before the state and the acknowledgement.
         for _, cp in checkpoints:
             for target, values in cp.forwards.items():
                 for value in values:
                     await self.topics.contributions.send(value=value, partition=target)
+        for _, cp in checkpoints:
+            await self.sinks.room_windows.put(cp.window_rows)
+            await self.sinks.raw_events.put(cp.raw_events)
+        await self.sinks.room_windows.flush()
+        await self.sinks.raw_events.flush()
+        written_ms = time.time() * 1000
+        for _, cp in checkpoints:
+            for ts in cp.newest_event_ms:
+                metrics.end_to_end.observe((written_ms - ts) / 1000)
         # Contributions must be in Kafka before any state that says these events were seen: a replay
         # after a crash treats those events as duplicates and would never forward them again.
         await self.topics.flush()

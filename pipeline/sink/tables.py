@@ -143,14 +143,17 @@ def make_sinks(
     settings: Settings,
     writer: Writer,
     *,
+    raw_writer: Writer | None = None,
     window_policy: FlushPolicy = ONCE_PER_SECOND,
     raw_policy: FlushPolicy = BULK,
 ) -> Sinks:
-    """The three sinks the stream writes to, on `settings.clickhouse_database`."""
+    """The three sinks the stream writes to, on `settings.clickhouse_database`. Raw events go through
+    `raw_writer` if given: a writer inserts one batch at a time, and the window tables, which the
+    leaderboards wait for, should not queue behind a bulk raw-event insert."""
     db, window_ms = settings.clickhouse_database, settings.window_ms
     return Sinks(
         raw_events=BatchingSink(
-            writer,
+            raw_writer or writer,
             f"{db}.raw_events",
             RAW_EVENT_COLUMNS,
             policy=raw_policy,
