@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import faust
+from mode.utils.objects import cached_property
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from pipeline import rebalance_seek
@@ -62,12 +63,19 @@ class StreamTopics:
 
 
 class PipelineApp(faust.App):
-    """Faust's app, with a bound on how long stopping may take.
+    """Faust's app, with a bound on how long stopping may take and a flow control that keeps queued
+    messages when recovery completes (see `pipeline.rebalance_seek`).
 
     On SIGTERM Faust first waits until every message the agents took is acknowledged ("Wait for
     streams"): the checkpoints in flight are written, then offsets are committed. If they cannot be
     written (ClickHouse down), that wait would never end; after `FINISH_ON_SHUTDOWN_S` the process
     exits without acknowledging them instead (they are replayed after the restart)."""
+
+    @cached_property
+    def flow_control(self) -> rebalance_seek.QueueKeepingFlowControl:
+        # Overrides Faust's `App.flow_control` (a subclass, created the same way) so that the end of
+        # recovery does not clear messages already delivered to the agents: see rebalance_seek.
+        return rebalance_seek.QueueKeepingFlowControl(loop=self.loop)
 
     async def on_stop(self) -> None:
         try:
