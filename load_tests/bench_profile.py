@@ -71,6 +71,14 @@ def _component(filename: str, name: str) -> str:
     return "other"
 
 
+def _component_table(title: str, seconds: dict[str, float], total_s: float, records: int) -> list[str]:
+    """Markdown lines: the components by time, largest first, with their share and µs per record."""
+    lines = ["", f"| {title} | s | share | µs per record |", "| --- | ---: | ---: | ---: |"]
+    for label, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {label} | {s:.2f} | {s / total_s:.0%} | {s / records * 1e6:.2f} |")
+    return lines
+
+
 def summarise(profile: Path, records: int, top: int = 15) -> str:
     stats = pstats.Stats(str(profile))
     raw = stats.stats  # {(file, line, name): (primitive calls, calls, tottime, cumtime, callers)}
@@ -88,12 +96,8 @@ def summarise(profile: Path, records: int, top: int = 15) -> str:
     lines = [
         f"main thread, {total:.1f} s own time in total over {records:,} records "
         f"({total / records * 1e6:.2f} µs per record, profiler overhead included)",
-        "",
-        "| component (own time) | s | share | µs per record |",
-        "| --- | ---: | ---: | ---: |",
+        *_component_table("component (own time)", groups, total, records),
     ]
-    for label, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {label} | {seconds:.2f} | {seconds / total:.0%} | {seconds / records * 1e6:.2f} |")
     lines += ["", "| function (inclusive) | calls | s | µs per record |", "| --- | ---: | ---: | ---: |"]
     for suffix, func in KEY_FUNCTIONS:
         for (filename, _, name), entry in raw.items():
@@ -155,13 +159,8 @@ def summarise_samples(collapsed: Path, records: int, rate_hz: int = 200, top: in
     ]
     for thread, n in sorted(threads.items(), key=lambda kv: -kv[1])[:6]:
         lines.append(f"| {thread} | {n / rate_hz:.2f} | {us(n)} |")
-    lines += [
-        "",
-        "| main thread: component (innermost frame) | s | share | µs per record |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for label, n in sorted(groups.items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {label} | {n / rate_hz:.2f} | {n / main:.0%} | {us(n)} |")
+    seconds = {label: n / rate_hz for label, n in groups.items()}
+    lines += _component_table("main thread: component (innermost frame)", seconds, main / rate_hz, records)
     lines += ["", "| main thread: function (inclusive) | s | µs per record |", "| --- | ---: | ---: |"]
     for name, n in inclusive.items():
         lines.append(f"| {name} | {n / rate_hz:.2f} | {us(n)} |")
