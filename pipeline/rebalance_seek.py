@@ -50,6 +50,27 @@ a running flow only ever discarded current messages. With nothing delivered disc
 offset check drops only copies of messages already queued or processed, and the seek at most
 replays a prefix in order, which the windows skip. (The same flow control manages Faust's changelog
 queue, which recovery reads; these redundant resumes no longer clear it either.)
+
+3. Commits that crawl one offset at a time after a rebalance. Faust commits, per partition, the
+longest run of consecutive offsets that were acknowledged (`Consumer._acked`) or skipped
+(`Consumer._gap`: offsets the fetcher jumped over, for compacted topics and transaction markers).
+It records a gap whenever a delivered message is more than one offset past the read offset. Around
+the seek above, messages fetched before it are still delivered afterwards, past the read offset the
+seek just set, so gaps get recorded over offsets that are also acknowledged. Faust's
+`_new_offset` then merges the gap into the acknowledged list without removing duplicates, and its
+run of consecutive offsets stops at the first duplicate: the committed offset moves one offset per
+commit interval (2.8 s here). That is the stall of a failed scale-out run (final_5 in session 3):
+the group's commit log in Kafka shows views/3 committed at 24, 25, 26, ... 89, one step every 2.8 s,
+until the test gave up with the data complete. Faust's `_new_offset` also marks a whole gap
+interval as done once any acknowledged offset lies past its start, including offsets above the
+highest one acknowledged (messages still being processed).
+
+The fix (`install`): `_new_offset` counts each offset once and fills gaps only up to the highest
+acknowledged offset; the seek clears the gaps recorded before it (the partitions are read again
+from their committed offsets, so real gaps are found again), and reports offset 0 for the
+partitions it rewinds, so Faust's committed and read offsets for them are reset like those of the
+partitions with a commit (a commit that fails during the rebalance still sets Faust's local
+committed offset).
 """
 
 from __future__ import annotations
@@ -57,23 +78,40 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from faust.transport.consumer import Consumer
 from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
-_MARK = "_livecommerce_rewinds_uncommitted"
+_MARK = "_livecommerce_patched"
 
 
 def install(app) -> None:
-    """Make `app`'s "seek to committed offsets" also rewind stream partitions without a commit.
+    """Install the first and third fixes of the module (they patch Faust's consumer classes).
 
-    Call once, right after creating the Faust app. Only `consumer_auto_offset_reset="earliest"` is
-    supported (with "latest" the skipped messages are what the policy asks for). The second fix of
-    the module is not installed here: the app must use `QueueKeepingFlowControl` as its
-    `flow_control` from the start (its queues register with it when created), as `PipelineApp` does."""
+    Call once, right after creating the Faust app. The rewind of partitions without a commit needs
+    `consumer_auto_offset_reset="earliest"` (with "latest" the skipped messages are what the policy
+    asks for). The second fix is not installed here: the app must use `QueueKeepingFlowControl` as
+    its `flow_control` from the start (its queues register with it when created), as `PipelineApp`
+    does."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+    if not getattr(Consumer, _MARK, False):
+        faust_perform_seek = Consumer.perform_seek
+
+        async def perform_seek(self) -> None:
+            await faust_perform_seek(self)
+            # Every assigned partition is read again from its committed offset: gaps seen before (and
+            # by messages delivered while the seek ran) would mark re-read offsets as done twice.
+            self._gap.clear()
+
+        Consumer.perform_seek = perform_seek
+        Consumer._new_offset = new_offset
+        setattr(Consumer, _MARK, True)
+
     if app.conf.consumer_auto_offset_reset != "earliest":
-        log.warning("rebalance seek fix not installed: consumer_auto_offset_reset is not 'earliest'")
+        log.warning(
+            "rewind of uncommitted partitions not installed: consumer_auto_offset_reset is not 'earliest'"
+        )
         return
     if getattr(AIOKafkaConsumerThread, _MARK, False):
         return
@@ -97,16 +135,48 @@ class QueueKeepingFlowControl(FlowControlEvent):
             super().resume()
 
 
+def new_offset(self: Consumer, tp) -> int | None:
+    """Faust's `Consumer._new_offset` (the offset to commit for `tp`, or None) with two changes: an
+    offset acknowledged and also inside a gap counts once, and a gap is filled only up to the highest
+    acknowledged offset. Faust's own condition for a hole at the committed offset is kept."""
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    top = max(acked)
+    gap = self._gap[tp]
+    if gap:
+        skipped = [
+            offset
+            for interval in gap.overlap(0, top + 1)
+            for offset in range(interval.begin, min(interval.end, top + 1))
+        ]
+        if skipped:
+            acked.extend(skipped)
+            gap.chop(0, top + 1)
+    offsets = sorted(set(acked))
+    committed = self._committed_offset[tp]
+    if committed and offsets[0] - committed > 1:
+        acked[:] = offsets
+        return None
+    run = 1
+    while run < len(offsets) and offsets[run] == offsets[0] + run:
+        run += 1
+    self._acked_index[tp].difference_update(offsets[:run])
+    acked[:] = offsets[run:]
+    return offsets[run - 1] + 1
+
+
 async def _seek_to_committed_or_start(thread) -> Mapping:
     consumer = thread._ensure_consumer()
     committed = await consumer.seek_to_committed()  # what Faust does: moves partitions with offset > 0
     changelogs = thread.app.tables.changelog_topics
     rewound = []
-    for tp, offset in committed.items():
+    for tp, offset in list(committed.items()):
         if (offset is not None and offset > 0) or tp.topic in changelogs:
             continue
         before = _position(consumer, tp)
         consumer.seek(tp, 0)
+        committed[tp] = 0  # Faust's perform_seek then resets its committed and read offsets for tp
         if before:  # had moved past the start without a commit: messages were taken and dropped
             rewound.append(f"{tp.topic}/{tp.partition}@{before}")
     if rewound:
