@@ -200,8 +200,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     register_routes(app, settings, watermark_ms=runtime.watermark_ms)
     protect(app.web.web_app, settings.web_auth_token, settings.web_host)
-    # Without it, messages Faust drops during a rebalance are never re-read on partitions that had no
-    # commit yet (the takeover of a worker killed early): see the module.
+    # Without it, a takeover after a rebalance can skip or lose messages, or commit one offset per
+    # interval: see the module.
     rebalance_seek.install(app)
     return app
 

@@ -1,5 +1,6 @@
-"""Two fixes to how Faust ends a rebalance: rewind stream partitions that have no committed offset,
-as Faust does for the others, and keep the messages already queued for the agents.
+"""Three fixes to how Faust ends a rebalance: rewind stream partitions that have no committed offset,
+as Faust does for the others; keep the messages already queued for the agents; deliver nothing from
+before the seek and commit what was acknowledged without crawling.
 
 1. Partitions without a commit. During a rebalance Faust's fetcher can take messages out of aiokafka
 and then throw them away (the flow is stopped, the partition is paused, the generation changed).
@@ -65,12 +66,20 @@ until the test gave up with the data complete. Faust's `_new_offset` also marks 
 interval as done once any acknowledged offset lies past its start, including offsets above the
 highest one acknowledged (messages still being processed).
 
-The fix (`install`): `_new_offset` counts each offset once and fills gaps only up to the highest
-acknowledged offset; the seek clears the gaps recorded before it (the partitions are read again
-from their committed offsets, so real gaps are found again), and reports offset 0 for the
-partitions it rewinds, so Faust's committed and read offsets for them are reset like those of the
-partitions with a commit (a commit that fails during the rebalance still sets Faust's local
-committed offset).
+The same delivery of messages fetched from the old positions is worse for a partition taken over
+from another worker: its position can be ahead of the committed offset (the discarded fetch of
+fix 1), and once a message from there reaches the room stage, the offsets before it are skipped as
+replays when the seek brings them back (a window keeps the last offset applied per source).
+
+The fix (`install`):
+- stream partitions that Faust resumes (it does so only right before the seek) stay out of its set
+  of active partitions until the seek has completed, so nothing is fetched or delivered from the
+  old positions (aiokafka drops what it buffered for a partition when it is sought);
+- the seek clears the gaps recorded before it (every partition is read again from its committed
+  offset, so real gaps are found again) and reports offset 0 for the partitions it rewinds, so
+  Faust's committed and read offsets are reset for them too (a commit that fails during the
+  rebalance still sets Faust's local committed offset);
+- `_new_offset` counts each offset once and fills gaps only up to the highest acknowledged offset.
 """
 
 from __future__ import annotations
@@ -78,7 +87,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ensure_TPset
 from mode.utils.queues import FlowControlEvent
 
 log = logging.getLogger(__name__)
@@ -96,14 +105,29 @@ def install(app) -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     if not getattr(Consumer, _MARK, False):
-        faust_perform_seek = Consumer.perform_seek
+        faust_perform_seek, faust_resume_partitions = Consumer.perform_seek, Consumer.resume_partitions
+
+        def resume_partitions(self, tps) -> None:
+            # Faust resumes stream partitions only right before its seek to committed offsets: hold
+            # them until that seek is done, so nothing fetched from the old positions is delivered.
+            tps = ensure_TPset(tps)
+            streams = {tp for tp in tps if not self._is_changelog_tp(tp)}
+            _held(self).update(streams)
+            faust_resume_partitions(self, tps - streams)
 
         async def perform_seek(self) -> None:
-            await faust_perform_seek(self)
-            # Every assigned partition is read again from its committed offset: gaps seen before (and
-            # by messages delivered while the seek ran) would mark re-read offsets as done twice.
-            self._gap.clear()
+            try:
+                await faust_perform_seek(self)
+                # Every assigned partition is read again from its committed offset: gaps seen before
+                # would mark re-read offsets as done twice.
+                self._gap.clear()
+            finally:  # also after a failed seek: Faust's own behaviour (resumed partitions) is kept
+                held, assigned = _held(self), self.assignment()
+                release = {tp for tp in held if tp in assigned}
+                held.clear()
+                faust_resume_partitions(self, release)
 
+        Consumer.resume_partitions = resume_partitions
         Consumer.perform_seek = perform_seek
         Consumer._new_offset = new_offset
         setattr(Consumer, _MARK, True)
@@ -133,6 +157,14 @@ class QueueKeepingFlowControl(FlowControlEvent):
     def resume(self) -> None:
         if not self.is_active():
             super().resume()
+
+
+def _held(consumer: Consumer) -> set:
+    """The stream partitions Faust resumed that wait for the seek (see `install`)."""
+    held = consumer.__dict__.get("_livecommerce_held")
+    if held is None:
+        held = consumer.__dict__["_livecommerce_held"] = set()
+    return held
 
 
 def new_offset(self: Consumer, tp) -> int | None:

@@ -189,24 +189,77 @@ def test_without_gaps_it_commits_what_faust_commits(acked, committed, expected, 
     assert ours._acked_index["tp"] == fausts._acked_index["tp"]
 
 
-async def test_the_seek_resets_what_faust_tracks_for_the_partitions_it_moves(tmp_path):
-    V3, V4 = TP(STREAM, 3), TP(STREAM, 4)
-    app = PipelineApp("test-seek", datadir=str(tmp_path), consumer_auto_offset_reset="earliest")
+class FaustConsumerState(SimpleNamespace):
+    """The part of a Faust consumer that resume_partitions and perform_seek read and update."""
+
+    def _get_active_partitions(self):
+        return self._active_partitions
+
+    def _is_changelog_tp(self, tp):
+        return tp.topic == CHANGELOG
+
+    def assignment(self):
+        return self.assigned
+
+
+V3, V4, C1 = TP(STREAM, 3), TP(STREAM, 4), TP(CHANGELOG, 1)
+
+
+def seeking_consumer(**state):
+    app = PipelineApp("test-seek", consumer_auto_offset_reset="earliest")
     install(app)
-    assert Consumer._new_offset is new_offset
-    gap = IntervalTree()
-    gap.addi(23, 72)  # recorded before the seek, over offsets about to be read again
+    seen_active = []
 
     async def seek_to_committed():
+        seen_active.append(set(consumer._active_partitions))
         return {V3: 22, V4: 0}  # 0: rewound to the start by _seek_to_committed_or_start
 
-    consumer = SimpleNamespace(
+    consumer = FaustConsumerState(
+        _active_partitions=set(),
+        _paused_partitions={V3, V4, C1},  # a rebalance pauses every assigned partition
+        assigned={V3, V4, C1},
+        _read_offset={},
+        _committed_offset={},
+        _gap={},
+        seek_to_committed=seek_to_committed,
+        seen_active=seen_active,
+    )
+    for name, value in state.items():
+        setattr(consumer, name, value)
+    return consumer
+
+
+async def test_the_seek_resets_what_faust_tracks_for_the_partitions_it_moves():
+    gap = IntervalTree()
+    gap.addi(23, 72)  # recorded before the seek, over offsets about to be read again
+    consumer = seeking_consumer(
         _read_offset={V3: 71, V4: 90},
         _committed_offset={V3: 70, V4: 90},  # 90: set by a commit that failed
         _gap={V3: gap},
-        seek_to_committed=seek_to_committed,
     )
+    assert Consumer._new_offset is new_offset
     await Consumer.perform_seek(consumer)
     assert consumer._read_offset == {V3: 22, V4: 0}
     assert consumer._committed_offset == {V3: 22, V4: None}
     assert consumer._gap == {}
+
+
+async def test_stream_partitions_resumed_before_the_seek_start_fetching_after_it():
+    consumer = seeking_consumer()
+    Consumer.resume_partitions(consumer, {C1})  # recovery reads the changelog: not held
+    assert consumer._active_partitions == {C1}
+    # What Faust's Recovery.on_recovery_completed does: resume the stream partitions, then seek.
+    Consumer.resume_partitions(consumer, {V3, V4})
+    assert consumer._active_partitions == {C1}  # nothing fetched from the positions before the seek
+    await Consumer.perform_seek(consumer)
+    assert consumer.seen_active == [{C1}]
+    assert consumer._active_partitions == {C1, V3, V4}
+    assert not consumer._paused_partitions & {V3, V4}
+
+
+async def test_partitions_revoked_while_held_are_not_resumed():
+    consumer = seeking_consumer()
+    Consumer.resume_partitions(consumer, {V3, V4})
+    consumer.assigned = {V3}  # V4 went to another worker before the seek completed
+    await Consumer.perform_seek(consumer)
+    assert consumer._active_partitions == {V3}
