@@ -232,8 +232,7 @@ def _update_gauges(app: faust.App, runtime: StreamRuntime, metrics: Metrics) -> 
             metrics.watermark_delay.labels(topic=topic, partition=str(partition)).set(
                 (now_ms - part.watermark.value) / 1000
             )
-    for row in consumer_progress(app, runtime.consumed_topics):
-        metrics.consumer_lag.labels(topic=row["topic"], partition=str(row["partition"])).set(row["lag"] or 0)
+    metrics.set_consumer_lag(consumer_progress(app, runtime.consumed_topics))
     windows, users = runtime.state_size()
     metrics.state_windows.set(windows)
     metrics.state_users.set(users)

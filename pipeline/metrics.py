@@ -20,6 +20,7 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self._lag_series: set[tuple[str, str]] = set()
         self.events = Counter(
             "livecommerce_events",
             "Consumed events by final outcome; the outcomes of a topic add up to the events consumed.",
@@ -43,7 +44,8 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "livecommerce_consumer_lag",
-            "Messages behind the partition's high watermark.",
+            "Messages behind the partition's high watermark, per partition assigned to this worker whose "
+            "high watermark is known (no series otherwise, rather than a false 0).",
             ["topic", "partition"],
             registry=r,
         )
@@ -120,6 +122,21 @@ class Metrics:
         ):
             if n:
                 events.labels(topic=topic, outcome=outcome).inc(n)
+
+    def set_consumer_lag(self, progress: list[dict]) -> None:
+        """Lag series for the rows of `app.consumer_progress` with a known lag; the series of partitions
+        revoked since, or whose high watermark is not known yet (right after a rebalance), are removed:
+        a stale or unknown lag reported as a number would add up wrongly across workers, or read as
+        caught up."""
+        current = set()
+        for row in progress:
+            if row["lag"] is not None:
+                labels = (row["topic"], str(row["partition"]))
+                self.consumer_lag.labels(*labels).set(row["lag"])
+                current.add(labels)
+        for labels in self._lag_series - current:
+            self.consumer_lag.remove(*labels)
+        self._lag_series = current
 
     def observe_sinks(self, sinks) -> None:
         for sink in sinks:

@@ -20,11 +20,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import clickhouse_connect
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from load_tests.generator import TrafficConfig, TrafficModel
+from pipeline.kafka_options import client_options
 from pipeline.local.process import find_free_port
 from pipeline.settings import Settings
+from pipeline.topics import contributions_topic
 
 STATS_COLUMNS = "views, viewers, clicks, clickers, orders, buyers, gmv_fen, refunds, refund_fen"
 
@@ -123,24 +126,66 @@ class WorkerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def wait_caught_up(self, timeout: float = 120, settle: float = 2.5) -> None:
-        """Until every assigned partition (inputs and repartition) has lag 0, twice `settle` s apart."""
-        deadline = time.monotonic() + timeout
+        """Until the consumer group has committed every input and repartition partition up to its end,
+        in two readings `settle` s apart. Read from Kafka itself: a worker commits only after its
+        ClickHouse writes, and its own lag gauge can be unknown or stale around a rebalance."""
+        settings = Settings.from_env(self.env)
+        try:
+            asyncio.run(asyncio.wait_for(_wait_group_committed(settings, settle), timeout))
+        except TimeoutError:
+            lagging = asyncio.run(group_lag(settings))
+            behind = {tp: lag for tp, lag in lagging.items() if lag}
+            raise AssertionError(
+                f"worker did not catch up within {timeout}s; behind: {behind}\n{self.log_tail()}"
+            ) from None
+
+
+async def group_lag(settings: Settings) -> dict[str, int]:
+    """Per partition of the input and repartition topics: end offset minus the offset the consumer
+    group committed (0 when it committed none), as the brokers see it."""
+    async with _GroupOffsets(settings) as offsets:
+        return await offsets.lag()
+
+
+async def _wait_group_committed(settings: Settings, settle: float) -> None:
+    async with _GroupOffsets(settings) as offsets:
         quiet_since = None
-        lagging: list[str] = []
-        while time.monotonic() < deadline:
-            lines = re.findall(r"^livecommerce_consumer_lag\{[^}]*\} \S+$", self.metrics(), re.M)
-            lagging = [line for line in lines if not line.endswith(" 0.0")]
-            busy = not lines or bool(lagging)
-            if busy:
+        while True:
+            lag = await offsets.lag()
+            if any(lag.values()):
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= settle:
                 return
-            time.sleep(0.5)
-        raise AssertionError(
-            f"worker did not catch up within {timeout}s; lagging: {lagging[:12]}\n{self.log_tail()}"
-        )
+            await asyncio.sleep(0.5)
+
+
+class _GroupOffsets:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        topics = [*settings.topics.inputs, contributions_topic(settings)]
+        self.partitions = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
+        options = {"bootstrap_servers": settings.kafka_bootstrap_servers, **client_options(settings)}
+        self.admin = AIOKafkaAdminClient(**options)
+        self.consumer = AIOKafkaConsumer(enable_auto_commit=False, **options)
+
+    async def __aenter__(self) -> _GroupOffsets:
+        await self.admin.start()
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def lag(self) -> dict[str, int]:
+        committed = await self.admin.list_consumer_group_offsets(self.settings.app_id)
+        ends = await self.consumer.end_offsets(self.partitions)
+        return {
+            f"{tp.topic}/{tp.partition}": ends[tp] - (max(0, committed[tp].offset) if tp in committed else 0)
+            for tp in self.partitions
+        }
 
 
 def outcome_totals(metrics_text: str) -> dict[tuple[str, str], float]:
