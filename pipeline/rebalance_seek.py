@@ -60,9 +60,10 @@ the seek above, messages fetched before it are still delivered afterwards, past 
 seek just set, so gaps get recorded over offsets that are also acknowledged. Faust's
 `_new_offset` then merges the gap into the acknowledged list without removing duplicates, and its
 run of consecutive offsets stops at the first duplicate: the committed offset moves one offset per
-commit interval (2.8 s here). That is the stall of a failed scale-out run (final_5 in session 3):
-the group's commit log in Kafka shows views/3 committed at 24, 25, 26, ... 89, one step every 2.8 s,
-until the test gave up with the data complete. Faust's `_new_offset` also marks a whole gap
+commit interval (2.8 s here). That is the stall of a failed run of tests/test_scale_out.py: the
+group's commit log in Kafka (`kafka.tools.DumpLogSegments --offsets-decoder` on __consumer_offsets)
+shows views/3 committed at 24, 25, 26, ... 89, one step every 2.8 s, until the test gave up with
+the data complete. Faust's `_new_offset` also marks a whole gap
 interval as done once any acknowledged offset lies past its start, including offsets above the
 highest one acknowledged (messages still being processed).
 
