@@ -162,6 +162,9 @@ async def _wait_group_committed(settings: Settings, settle: float) -> None:
 
 
 class _GroupOffsets:
+    """One admin client (the group's committed offsets) and one consumer (end offsets), kept open
+    while polling."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
         topics = [*settings.topics.inputs, contributions_topic(settings)]
