@@ -78,7 +78,8 @@ class RoomPartition:
         accepted, late = result.accepted, result.late
         is_duplicate, new_ids = self.dedup.is_duplicate, self._new_ids
         # One pass per event: de-duplicate, classify against the watermark, and add the event to the
-        # partial of its window (Watermark.is_late and observe, inlined: this loop is the hot path).
+        # partial of its window (Watermark.is_late, observe and aggregate.count_event, inlined: this
+        # loop is the hot path).
         size, lateness = self.settings.window_ms, self.watermark.lateness_ms
         highest = self.watermark.max_event_ms
         partials: dict[tuple[int, int, int], list] = {}

@@ -59,22 +59,6 @@ class Window:
         self.through: dict[str, int] = {}
         self.dirty = True
 
-    def apply(self, kind: str, user_id: int, amount_fen: int) -> None:
-        if kind == "view":
-            self.views += 1
-            self.viewers.add(user_id)
-        elif kind == "click":
-            self.clicks += 1
-            self.clickers.add(user_id)
-        elif kind == "order":
-            self.orders += 1
-            self.buyers.add(user_id)
-            self.gmv_fen += amount_fen
-        else:  # refund: validated upstream, the only other type
-            self.refunds += 1
-            self.refund_fen += amount_fen
-        self.dirty = True
-
     def metrics(self) -> tuple[int, ...]:
         return (
             self.views,
@@ -105,6 +89,24 @@ def new_partial(start: int, room_id: int, creator_id: int) -> list:
     return [start, room_id, creator_id, 0, 0, 0, 0, 0, 0, set(), set(), set()]
 
 
+def count_event(p: list, ev: dict) -> None:
+    """Count one validated event into partial `p` (pipeline.ingest inlines the same in its hot loop)."""
+    kind = ev["type"]
+    if kind == "view":
+        p[3] += 1
+        p[9].add(ev["user_id"])
+    elif kind == "click":
+        p[4] += 1
+        p[10].add(ev["user_id"])
+    elif kind == "order":
+        p[5] += 1
+        p[6] += ev["amount_fen"]
+        p[11].add(ev["user_id"])
+    else:  # refund: validated upstream, the only other type
+        p[7] += 1
+        p[8] += ev["amount_fen"]
+
+
 def partial_events(p: list) -> int:
     """How many events a partial holds."""
     return p[3] + p[4] + p[5] + p[7]
@@ -122,36 +124,26 @@ class WindowAggregator:
         self.windows: dict[tuple[int, int], Window] = {}
 
     def add_events(self, events: Iterable[dict], key_field: str, source: str, position: int) -> int:
-        """Apply validated event dicts that came from `source` at `position` (an input offset).
-
-        `key_field` names the key ("room_id" or "creator_id"). Events of a window that already applied
-        this source up to `position` are skipped: that is a replay. Returns the number applied.
-        """
+        """Apply validated event dicts that came from `source` at `position` (an input offset), as the
+        partials they make (see `add_partials`). `key_field` names the key ("room_id" or "creator_id").
+        Only contributions in the old format (slim events) and tests still come as events."""
         size = self.size_ms
-        windows = self.windows
-        skip: dict[tuple[int, int], bool] = {}
-        applied = 0
+        partials: dict[tuple[int, int, int], list] = {}
         for ev in events:
-            ts = ev["ts"]
-            wkey = (ts - ts % size, ev[key_field])
-            window = windows.get(wkey)
-            if window is None:
-                window = windows[wkey] = Window(ev["creator_id"])
-            done = skip.get(wkey)
-            if done is None:
-                done = skip[wkey] = window.through.get(source, -1) >= position
-            if not done:
-                window.apply(ev["type"], ev["user_id"], ev.get("amount_fen", 0))
-                applied += 1
-        for wkey, done in skip.items():
-            if not done:
-                windows[wkey].through[source] = position
-        return applied
+            # Slim events carry no room: creator windows do not need it.
+            ts, room, creator = ev["ts"], ev.get("room_id", 0), ev["creator_id"]
+            start = ts - ts % size
+            p = partials.get((start, room, creator))
+            if p is None:
+                p = partials[(start, room, creator)] = new_partial(start, room, creator)
+            count_event(p, ev)
+        key_index = ROOM_KEY if key_field == "room_id" else CREATOR_KEY
+        return self.add_partials(partials.values(), key_index, source, position)
 
     def add_partials(self, partials: Iterable[list], key_index: int, source: str, position: int) -> int:
         """Apply partials that came from `source` at `position`, to the windows of the key at
         `key_index` (ROOM_KEY or CREATOR_KEY). A window that already applied this source up to
-        `position` is skipped, as in `add_events`. Returns the number of events applied."""
+        `position` is skipped: that is a replay. Returns the number of events applied."""
         windows = self.windows
         skip: dict[tuple[int, int], bool] = {}
         applied = 0
