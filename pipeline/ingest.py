@@ -26,7 +26,7 @@ from pipeline.events.dedup import Deduplicator
 from pipeline.settings import Settings
 from pipeline.sink.tables import kafka_position_tail, raw_event_line
 from pipeline.windows import codec
-from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, new_partial
+from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, count_event, new_partial
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.watermark import NO_WATERMARK, Watermark
 
@@ -78,8 +78,7 @@ class RoomPartition:
         accepted, late = result.accepted, result.late
         is_duplicate, new_ids = self.dedup.is_duplicate, self._new_ids
         # One pass per event: de-duplicate, classify against the watermark, and add the event to the
-        # partial of its window (Watermark.is_late, observe and aggregate.count_event, inlined: this
-        # loop is the hot path).
+        # partial of its window (Watermark.is_late and observe, inlined: this loop is the hot path).
         size, lateness = self.settings.window_ms, self.watermark.lateness_ms
         highest = self.watermark.max_event_ms
         partials: dict[tuple[int, int, int], list] = {}
@@ -104,20 +103,7 @@ class RoomPartition:
             p = partials.get((start, room, creator))
             if p is None:
                 p = partials[(start, room, creator)] = new_partial(start, room, creator)
-            kind = ev["type"]
-            if kind == "view":
-                p[3] += 1
-                p[9].add(ev["user_id"])
-            elif kind == "click":
-                p[4] += 1
-                p[10].add(ev["user_id"])
-            elif kind == "order":
-                p[5] += 1
-                p[6] += ev["amount_fen"]
-                p[11].add(ev["user_id"])
-            else:  # refund: validated, the only other type
-                p[7] += 1
-                p[8] += ev["amount_fen"]
+            count_event(p, ev)
         result.duplicates = duplicates
         if accepted:
             self.watermark.observe(highest)

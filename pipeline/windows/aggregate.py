@@ -90,7 +90,7 @@ def new_partial(start: int, room_id: int, creator_id: int) -> list:
 
 
 def count_event(p: list, ev: dict) -> None:
-    """Count one validated event into partial `p` (pipeline.ingest inlines the same in its hot loop)."""
+    """Count one validated event into partial `p`: the one place an event becomes partial counts."""
     kind = ev["type"]
     if kind == "view":
         p[3] += 1
