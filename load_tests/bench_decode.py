@@ -1,7 +1,8 @@
 """Micro-benchmark: µs per event for decode_message (orjson + contract checks), no Kafka.
 
 Run: .venv/bin/python -m load_tests.bench_decode  (prints one line per case; medians of 5 runs)
-Compare with shared/performance.md: orjson alone ~0.41 µs/event, decode+checks+count budget ~1.3 µs/event.
+Compare with the cost figures in docs/domain.md: orjson alone ~0.41 µs/event,
+decode+checks+count budget ~1.3 µs/event.
 """
 
 from __future__ import annotations
