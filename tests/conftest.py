@@ -9,6 +9,7 @@ only the very first run on a machine downloads them.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -24,6 +25,30 @@ from pipeline.local.kafka import LocalKafka
 from pipeline.local.kafka_jars import default_lib_dir
 from pipeline.local.process import PidFile, find_free_port, pid_alive, terminate
 from pipeline.settings import Settings
+
+SERVICE_MARKERS = ("kafka", "clickhouse", "network")
+
+
+class UnitTestOpenedASocket(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_off_the_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test without a service marker is a unit test: connecting or binding a socket fails it, so a
+    unit test can never quietly depend on a broker, a server or the network. (Socket pairs, which the
+    asyncio event loop uses internally, stay allowed.)"""
+    if any(request.node.get_closest_marker(name) for name in SERVICE_MARKERS):
+        return
+
+    def refuse(sock, address, *args):
+        raise UnitTestOpenedASocket(
+            f"unit test {request.node.nodeid} opened a socket to {address!r}; mark it "
+            "`kafka`, `clickhouse` or `network` if it needs one"
+        )
+
+    for method in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, method, refuse)
 
 
 def project_kafka_lib_dir() -> Path:

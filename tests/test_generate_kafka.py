@@ -134,6 +134,7 @@ def test_ctrl_c_stops_cleanly_with_a_summary(kafka_broker: Any, tmp_path: Any) -
     assert "generate summary: interrupted" in out
 
 
+@pytest.mark.network
 def test_unreachable_kafka_is_a_clear_error(run_cli: Any) -> None:
     port = find_free_port()
     proc = run_cli(

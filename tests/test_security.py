@@ -77,6 +77,7 @@ async def _client(token: str) -> TestClient:
     return client
 
 
+@pytest.mark.network
 async def test_web_token_protects_the_api_and_page_but_not_probes():
     client = await _client("s3cret")
     try:
@@ -94,6 +95,7 @@ async def test_web_token_protects_the_api_and_page_but_not_probes():
         await client.close()
 
 
+@pytest.mark.network
 async def test_no_token_leaves_the_api_open():
     client = await _client("")
     try:
