@@ -206,6 +206,8 @@ def test_real_worker_serves_none_of_faust_pages_and_no_query_token(settings_env,
         for path in faust_pages:
             assert _status(base + path, bearer) == 404, path
         assert _status(f"{base}/api/campaigns?token=worker-token") == 401
+        for limit in ("%C2%B2", "9" * 5000, "-1", ""):  # '²', 5,000 digits: once 503
+            assert _status(f"{base}/api/campaigns/demo/leaderboard?limit={limit}", bearer) == 400, limit
         assert _status(f"{base}/?token=worker-token") == 401
         assert _status(f"{base}/health") == 200
     finally:
