@@ -199,7 +199,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         await _logged("milestone check", watcher.check())
 
     register_routes(app, settings, watermark_ms=runtime.watermark_ms)
-    protect(app.web.web_app, settings.web_auth_token, settings.web_host)
+    protect(app.web.web_app, settings.web_auth_token, settings.web_host, settings.web_allow_no_token)
     # Without it, a takeover after a rebalance can skip or lose messages, or commit one offset per
     # interval: see the module.
     rebalance_seek.install(app)

@@ -55,6 +55,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_auth_token: str = field(default="", repr=False)
+    web_allow_no_token: bool = False
     app_id: str = "livecommerce"
     topics: Topics = field(default_factory=Topics)
     topic_partitions: int = 12
@@ -106,6 +107,7 @@ class Settings:
             kafka_replication_factor=r.integer("KAFKA_REPLICATION_FACTOR", 1, minimum=1),
             clickhouse_ca_file=r.file("CLICKHOUSE_CA_FILE"),
             web_auth_token=env.get("WEB_AUTH_TOKEN", ""),
+            web_allow_no_token=r.flag("WEB_ALLOW_NO_TOKEN"),
             clickhouse_url=r.url("CLICKHOUSE_URL", cls.clickhouse_url),
             clickhouse_database=r.name("CLICKHOUSE_DATABASE", cls.clickhouse_database),
             clickhouse_user=r.text("CLICKHOUSE_USER", cls.clickhouse_user),
@@ -176,6 +178,12 @@ class _Reader:
         if not values or values[0] <= 0:
             raise SettingsError(f"{var} must be comma-separated positive integers, got {raw!r}")
         return values
+
+    def flag(self, var: str) -> bool:
+        value = self.text(var, "0").lower()
+        if value not in ("0", "1", "true", "false"):
+            raise SettingsError(f"{var} must be 1 or 0 (true or false), got {value!r}")
+        return value in ("1", "true")
 
     def choice(self, var: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
         value = self.text(var, default)

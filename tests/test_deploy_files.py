@@ -310,6 +310,18 @@ def test_compose_workers_point_at_the_stack():
         assert depends["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_compose_workers_are_never_open_on_every_address():
+    # Inside its container a worker binds 0.0.0.0: it must need a token (no empty default), and its
+    # port is published on the host's loopback only.
+    for name, svc in workers(compose()).items():
+        env = env_of(svc)
+        token = env["WEB_AUTH_TOKEN"]
+        assert re.fullmatch(r"\$\{WEB_AUTH_TOKEN:\?[^}]+\}", token), f"{name}: WEB_AUTH_TOKEN={token!r}"
+        assert env.get("WEB_ALLOW_NO_TOKEN", "0") == "0"
+        for port in svc["ports"]:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
 def test_compose_workers_have_own_state_and_shut_down_gracefully():
     spec = compose()
     volumes = []

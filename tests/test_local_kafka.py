@@ -12,7 +12,7 @@ from conftest import project_kafka_lib_dir
 
 from pipeline.errors import UserFacingError
 from pipeline.local import kafka_jars
-from pipeline.local.kafka import LocalKafka
+from pipeline.local.kafka import LocalKafka, new_cluster_id
 from pipeline.local.kafka_jars import ensure_kafka_jars
 from pipeline.local.process import find_free_port, pid_alive, wait_until
 
@@ -174,3 +174,25 @@ def test_broker_exiting_during_start_fails_fast_with_log_tail(tmp_path):
         broker.start()
     assert "ClassNotFoundException: kafka.Kafka" in str(error.value)
     assert broker.running_pid() is None and not broker.pidfile.path.exists()
+
+
+def test_storage_formats_with_a_cluster_id_beginning_with_a_dash(tmp_path):
+    # About one random id in 64 begins with '-'; kafka-storage once read it as an option.
+    dashed = "-" + new_cluster_id()[1:]
+    broker = LocalKafka(
+        tmp_path / "kafka",
+        project_kafka_lib_dir(),
+        port=find_free_port(),
+        controller_port=find_free_port(),
+        cluster_id=dashed,
+    )
+    broker.data_dir.mkdir(parents=True)
+    broker.prepare()  # runs the real kafka.tools.StorageTool
+    meta = (broker.data_dir / "meta.properties").read_text()
+    assert f"cluster.id={dashed}\n" in meta
+
+
+def test_new_cluster_ids_never_begin_with_a_dash():
+    ids = [new_cluster_id() for _ in range(2_000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

@@ -1,9 +1,9 @@
 """The live page in headless Chromium (Debian's package) against a real worker (markers kafka, clickhouse).
 
 Known window rows and events go straight into ClickHouse for the `demo` campaign (today); the worker
-subprocess serves the page and API. The test checks the top rows and the total the page shows, adds a
-window that changes the leader, sees the update arrive without a reload, and saves a screenshot to
-test-artifacts/leaderboard.png.
+subprocess serves the page and API behind WEB_AUTH_TOKEN; the browser logs in through the form. The test
+checks the top rows and the total the page shows, adds a window that changes the leader, sees the update
+arrive without a reload, and saves a screenshot to test-artifacts/leaderboard.png.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ pytestmark = [
     ),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api")
+TOKEN = "page-test-token"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def put_windows(client, settings, minute_s, rows):
@@ -54,7 +56,8 @@ def worker(settings_env, tmp_path):
     """(base URL, settings, migrate client) of a running worker on a fresh database with the registry."""
     env = {**os.environ, **settings_env, "CLICKHOUSE_DATABASE": f"t_{uuid.uuid4().hex[:12]}",
            "APP_ID": f"page-{uuid.uuid4().hex[:8]}", "WEB_PORT": str(find_free_port()),
-           "LIVECOMMERCE_LOCAL_DIR": str(tmp_path), "TOPIC_PARTITIONS": "1"}  # fmt: skip
+           "LIVECOMMERCE_LOCAL_DIR": str(tmp_path), "TOPIC_PARTITIONS": "1",
+           "WEB_AUTH_TOKEN": TOKEN}  # fmt: skip
     settings = Settings.from_env(env)
     migrate = subprocess.run([sys.executable, "-m", "pipeline.cli", "migrate"], env=env, capture_output=True,
                              text=True, timeout=120, check=False)  # fmt: skip
@@ -69,7 +72,8 @@ def worker(settings_env, tmp_path):
         while True:
             assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
             try:
-                with urllib.request.urlopen(f"{base}/api/campaigns", timeout=2) as resp:
+                request = urllib.request.Request(f"{base}/api/campaigns", headers=BEARER)
+                with urllib.request.urlopen(request, timeout=2) as resp:
                     if resp.status == 200:
                         break
             except OSError:
@@ -104,6 +108,10 @@ def test_page_shows_the_board_and_its_updates(worker):
         try:
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
             page.goto(f"{base}/?campaign=demo")
+            # With WEB_AUTH_TOKEN set, the browser logs in once through the form; the cookie does the rest.
+            page.fill("#token", TOKEN)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/?campaign=demo")
             page.wait_for_selector("#board tbody tr[data-id]", timeout=20_000)
             ids = page.eval_on_selector_all("#board tbody tr[data-id]", "rows => rows.map(r => r.dataset.id)")
             assert ids == ["1", "2", "3"]

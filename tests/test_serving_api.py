@@ -173,6 +173,35 @@ async def test_bad_parameters_are_400_and_unknown_ids_404(env, call, status):
     assert got == status and "error" in body
 
 
+MALFORMED_INTEGERS = ["²", "٣", "1²", "9" * 5000, "1" + "0" * 30, "-1", "-0", "", " 5", "5 ", "+5", "1e3",
+                      "0x10", "5.0", "1_0", "\x00", "５"]  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", MALFORMED_INTEGERS)
+async def test_every_malformed_integer_parameter_is_400(env, raw):
+    # str.isdigit() accepts '²' and int() refuses 5,000 digits: both once answered 503.
+    api = ServingApi(env[0])
+    calls = [
+        api.leaderboard("tc", {"limit": raw}),
+        api.milestones("tc", {"limit": raw}),
+        api.gmv_series("tc", {"minutes": raw}),
+        api.key_series("tc", "rooms", "21", {"minutes": raw}),
+        api.key_series("tc", "creators", raw, {}),
+    ]
+    for call in calls:
+        got, body = await api.handle(call)
+        assert got == 400 and "must be an integer" in body["error"], (raw, body)
+
+
+async def test_integer_bounds_and_leading_zeros(env):
+    api = ServingApi(env[0])
+    assert (await api.handle(api.leaderboard("tc", {"limit": "500"})))[0] == 200
+    assert (await api.handle(api.leaderboard("tc", {"limit": "050"})))[0] == 200
+    assert (await api.handle(api.leaderboard("tc", {"limit": "0500"})))[0] == 400  # longer than 500
+    assert (await api.handle(api.key_series("tc", "rooms", str(2**63 - 1), {})))[0] == 404
+    assert (await api.handle(api.key_series("tc", "rooms", str(2**63), {})))[0] == 400
+
+
 async def test_campaign_list_and_series(env):
     settings, client, _ = env
     windows(client, settings, "room", [(0, 21, 100, 1, 5), (1, 21, 200, 2, 5), (1, 22, 50, 1, 5)])

@@ -27,8 +27,12 @@ JVM_FLAGS = ("-Xms256m", "-Xmx512m", "-Djava.awt.headless=true")
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes as 22 characters of unpadded base64url."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes as 22 characters of unpadded base64url, never starting with
+    '-' (as Kafka's own `Uuid.randomUuid`: such an id reads as an option on a command line)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_answers(bootstrap: str, timeout: float = 3.0) -> bool:
@@ -164,8 +168,8 @@ class LocalKafka(LocalService):
         argv = self._java_argv(
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self.cluster_id(),
+            # One argument: a stored or given id beginning with '-' must not be parsed as an option.
+            f"--cluster-id={self.cluster_id()}",
             "-c",
             str(self.properties_path),
             heap=("-Xmx256m",),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ DEFAULT_MINUTES, MAX_MINUTES = 60, 1440
 MAX_ID = 2**63 - 1
 CAMPAIGN_CACHE_S = 5.0
 KIND_BY_PATH = {"rooms": "room", "creators": "creator"}
+DIGITS_RE = re.compile(r"[0-9]+")
 
 
 class BadRequest(Exception):
@@ -34,19 +36,32 @@ class BadRequest(Exception):
         self.status = status
 
 
+def parse_int(raw: str | None, minimum: int, maximum: int) -> int | None:
+    """`raw` as an int in [minimum, maximum], or None. Only ASCII digits, at most as many as `maximum`
+    has (str.isdigit() also accepts '²' or Arabic-Indic digits, and int() of thousands of digits raises
+    or costs CPU: both once answered 503)."""
+    if raw is None or len(raw) > len(str(maximum)) or not DIGITS_RE.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if minimum <= value <= maximum else None
+
+
 def int_param(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
-    raw = query.get(name)
-    if raw is None or raw == "":
+    """An absent parameter gives `default`; any other value must be an integer from 1 to `maximum`
+    (an empty one is refused too)."""
+    if name not in query:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    value = parse_int(query[name], 1, maximum)
+    if value is None:
         raise BadRequest(400, f"{name} must be an integer from 1 to {maximum}")
-    return int(raw)
+    return value
 
 
 def key_param(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+    value = parse_int(raw, 1, MAX_ID)
+    if value is None:
         raise BadRequest(400, "id must be an integer from 1 to 2^63-1")
-    return int(raw)
+    return value
 
 
 def campaign_json(c: Campaign, now_ms: int) -> dict:

@@ -10,6 +10,9 @@ Contract: `register_routes(app, settings, watermark_ms=None)` adds, read-only (G
   /api/campaigns/{id}/gmv?minutes=                the campaign's GMV per window
   /api/campaigns/{id}/milestones                  破千万 / 破亿 moments, newest first
 Call it inside `create_app` before the worker starts (routes cannot be added to a running server).
+It also removes Faust's built-in pages (`/router/...`, `/table/...`, and `/graph`, `/stats/`,
+`/assignment/`, `/performance/` where enabled): they serve cluster topology and the state table's
+contents (user and event ids) to anyone who can reach the port, whatever `APP_WEB_*_ENABLED` says.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import faust
+from faust.web.base import BlueprintManager
 
 from pipeline.serving.api import ServingApi
 from pipeline.settings import Settings
@@ -43,6 +47,8 @@ def register_routes(
 ) -> ServingApi:
     api = ServingApi(settings, watermark_ms)
     files = static_files()
+    # Faust applies these when the server starts; an empty manager registers none of its own pages.
+    app.web.blueprints = BlueprintManager()
 
     def serve_file(web, name: str):
         path = files.get(name)

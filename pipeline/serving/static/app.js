@@ -20,6 +20,8 @@ const levelName = (fen) => fen >= 1e10 ? "破亿" : fen >= 1e9 ? "破千万" : "
 
 async function getJSON(path) {
   const resp = await fetch(path, {cache: "no-store"});
+  // Session cookie missing or void (WEB_AUTH_TOKEN changed): reloading the page shows the login form.
+  if (resp.status === 401) { location.reload(); throw new Error("unauthorized"); }
   const body = await resp.json();
   if (!resp.ok) throw new Error(body.error || resp.status);
   return body;
