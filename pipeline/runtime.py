@@ -91,6 +91,10 @@ class StreamRuntime:
         return Processed(functools.partial(self._write_room_checkpoints, checkpoints), events)
 
     # --- idle input partitions --------------------------------------------------------------------
+    def use_room_pipeline(self, pipeline: CheckpointPipeline) -> None:
+        """The rooms agent's checkpoint pipeline, which idle-partition checkpoints go through too."""
+        self.room_pipeline = pipeline
+
     async def advance_idle_partitions(self) -> None:
         """Advance the event time of input partitions assigned here that had no message for
         IDLE_PARTITION_SECONDS and have nothing pending (their end offset, asked of the broker, is the

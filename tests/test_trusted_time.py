@@ -151,11 +151,9 @@ def run_hours(hours: int, advance_idle: bool) -> tuple[CreatorPartition, list[in
     send(quiet, 0, view(0, T0, room=3, creator=101), T0)  # one event, then silence
     busy = rooms.partition("live.views", 0)
     open_per_hour = []
-    offset = 0
     for step in range(hours * 360):
         now = T0 + step * 10_000
-        send(busy, offset, view(offset, now - 500, room=2, creator=100 + offset % 2), now)
-        offset += 1
+        send(busy, step, view(step, now - 500, room=2, creator=100 + step % 2), now)
         for tp in sources:
             part = rooms.partition(*tp)
             if advance_idle and part is not busy:
