@@ -49,6 +49,8 @@ CHECKPOINT_MESSAGES = 2_000
 ROOM_CHECKPOINT_SECONDS = 0.5
 # Contributions arrive in bursts, one per room-stage checkpoint: a short wait catches the burst.
 CREATOR_CHECKPOINT_SECONDS = 0.25
+# How often idle input partitions are looked for (they advance after IDLE_PARTITION_SECONDS).
+IDLE_CHECK_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -140,7 +142,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.agent(inputs, name="rooms")
     async def rooms(stream):
-        await _run_stage("rooms", stream, runtime.process_room_batch, ROOM_CHECKPOINT_SECONDS)
+        await _run_stage(
+            "rooms", stream, runtime.process_room_batch, ROOM_CHECKPOINT_SECONDS, runtime.use_room_pipeline
+        )
 
     @app.agent(stream_topics.contributions, name="creators")
     async def creators(stream):
@@ -156,6 +160,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         metrics.dependency_up.labels(dependency="kafka").set(int(checker.kafka.reachable))
         metrics.dependency_up.labels(dependency="clickhouse").set(int(checker.clickhouse.reachable))
         _update_gauges(app, runtime, metrics)
+
+    @app.timer(interval=IDLE_CHECK_INTERVAL_S)
+    async def advance_idle_partitions() -> None:
+        await _logged("idle partition check", runtime.advance_idle_partitions())
 
     @app.page("/health")
     async def health(web, request):
@@ -206,9 +214,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     return app
 
 
-async def _run_stage(name: str, stream, process, within: float) -> None:
+async def _run_stage(name: str, stream, process, within: float, on_pipeline=None) -> None:
     # noack_take: events are acknowledged by the pipeline once their checkpoint is durable.
     pipeline = CheckpointPipeline(name, stream.ack)
+    if on_pipeline is not None:
+        on_pipeline(pipeline)
     try:
         async for events in stream.noack_take(CHECKPOINT_MESSAGES, within=within):
             await pipeline.submit(process, events)

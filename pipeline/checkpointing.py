@@ -49,19 +49,25 @@ class CheckpointPipeline:
         self._ack = ack
         self._inflight: asyncio.Future | None = None
         self._closed = False
+        # Besides the agent, a timer submits (idle partitions): one submission at a time, so writes
+        # stay one at a time and in order.
+        self._submitting = asyncio.Lock()
 
     async def submit(self, process: Callable[[Sequence], Awaitable[Processed]], events: Sequence) -> None:
         """Process `events` now; start writing them once the previous write is done; return."""
-        try:
-            processed = await process(events)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            exit_unacknowledged(f"{self.name}: processing a batch of {len(events)} messages failed")
-        await self.wait_idle()
-        if self._closed:
-            return  # shutting down: neither written nor acknowledged, replayed after the restart
-        self._inflight = asyncio.ensure_future(self._write_then_ack(*processed))
+        async with self._submitting:
+            if self._closed and not events:
+                return
+            try:
+                processed = await process(events)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                exit_unacknowledged(f"{self.name}: processing a batch of {len(events)} messages failed")
+            await self.wait_idle()
+            if self._closed:
+                return  # shutting down: neither written nor acknowledged, replayed after the restart
+            self._inflight = asyncio.ensure_future(self._write_then_ack(*processed))
 
     async def wait_idle(self) -> None:
         """Until the write in flight (if any) is done. Cancelling the caller does not cancel the write."""

@@ -16,6 +16,7 @@ partition as its original. Not thread-safe; one task drives all partitions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ from pipeline.windows import codec
 from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, count_event, new_partial
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.watermark import NO_WATERMARK, Watermark
+
+log = logging.getLogger(__name__)
 
 # Kafka's default message size limit is 1 MB; stay well below it.
 MAX_CONTRIBUTION_BYTES = 512 * 1024
@@ -69,10 +72,20 @@ class RoomPartition:
         self._heard: dict[int, int] = {}  # creator partition -> window of the watermark last sent there
         self._forwarded_wm = NO_WATERMARK  # the watermark the last checkpoint forwarded
         self._meta_dirty = False
+        self.next_offset: int | None = None  # the offset after the last message processed here
 
     def process(self, offset: int, key: bytes | None, value: bytes | None, now_ms: int) -> IngestResult:
+        """Apply one message. `now_ms` is the trusted clock of the message (see
+        `pipeline.runtime.trusted_time_ms`): events more than the allowed skew ahead of it are rejected
+        (`ts_in_future`), so no event moves the watermark past `now_ms + skew - lateness <= now_ms`."""
+        self.next_offset = offset + 1
         decoded = decode_message(
-            value, key, self.allowed, now_ms=now_ms, max_skew_ms=self.settings.max_clock_skew_ms
+            value,
+            key,
+            self.allowed,
+            now_ms=now_ms,
+            max_skew_ms=self.settings.max_clock_skew_ms,
+            require_key=True,
         )
         result = IngestResult(rejections=decoded.rejections)
         accepted, late = result.accepted, result.late
@@ -128,6 +141,21 @@ class RoomPartition:
         for target, parts in by_target.items():
             forward.setdefault(target, []).append((offset, parts))
 
+    def advance_idle(self, trusted_now_ms: int) -> bool:
+        """Let an idle partition's event time follow the trusted clock: as if it had just seen an event
+        at `trusted_now_ms - IDLE_PARTITION_SECONDS`. The caller makes sure nothing is pending on the
+        partition (every message appended before `trusted_now_ms` was processed), so any message still
+        to come has a trusted time >= `trusted_now_ms`; an event of it is late only if it is behind its
+        own trusted time by more than the idle time plus the allowed lateness. Returns whether the
+        watermark moved (the next checkpoint then finalises windows and sends heartbeats)."""
+        floor = trusted_now_ms - self.settings.idle_partition_ms
+        if floor <= self.watermark.max_event_ms:
+            return False
+        self.watermark.max_event_ms = floor
+        self.dedup.advance(floor)  # so the de-duplication memory of a quiet partition shrinks too
+        self._meta_dirty = True
+        return True
+
     def checkpoint(self) -> Checkpoint:
         cp = checkpoint_windows(self.windows, self.source, self.watermark.value)
         source = self.source
@@ -176,8 +204,13 @@ class RoomPartition:
                 self._heard[target] = window
         return forwards
 
-    def restore(self, items: Iterable[tuple[bytes, bytes]]) -> int:
-        """Load this partition's state from state-table items (others are ignored); returns windows loaded."""
+    def restore(self, items: Iterable[tuple[bytes, bytes]], now_ms: int | None = None) -> int:
+        """Load this partition's state from state-table items (others are ignored); returns windows loaded.
+
+        With `now_ms` (the worker's clock at start), a persisted event time further ahead of it than the
+        allowed skew (written before event time was bounded by a trusted clock, e.g. by a producer a
+        year ahead) is corrected down to `now_ms + skew`, and logged: left alone, it would make every
+        event of the partition late until that time."""
         loaded, others = restore_windows(self.windows, self.source, items)
         ids: list[tuple[str, int]] = []
         for kind, rest, value in others:
@@ -187,10 +220,26 @@ class RoomPartition:
                 chunk_ids = orjson.loads(value)
                 self._chunks[int(rest[0])] = max(ts for _, ts in chunk_ids)
                 ids.extend(chunk_ids)
+        limit = None if now_ms is None else now_ms + self.settings.max_clock_skew_ms
+        if limit is not None and self.watermark.max_event_ms > limit:
+            log.warning(
+                "room stage %s: persisted event time %d is %.0f s ahead of this worker's clock (more than "
+                "the allowed skew of %d s); corrected to %d so that on-time events are not counted late",
+                self.source,
+                self.watermark.max_event_ms,
+                (self.watermark.max_event_ms - now_ms) / 1000,
+                self.settings.max_clock_skew_ms // 1000,
+                limit,
+            )
+            self.watermark.max_event_ms = limit
+            self._meta_dirty = True
         if ids:
             ids.sort(key=lambda pair: pair[1])
             high = self.watermark.max_event_ms
-            self.dedup.restore(ids, high_water_ms=None if high == NO_WATERMARK else max(high, ids[-1][1]))
+            high = None if high == NO_WATERMARK else max(high, ids[-1][1])
+            if high is not None and limit is not None:
+                high = min(high, limit)  # ids of far-future events must not age out all the others
+            self.dedup.restore(ids, high_water_ms=high)
         return loaded
 
 

@@ -23,13 +23,13 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 from faust.streams import _current_event  # Faust exposes no public way to set the event context
 from faust.types import TP
 
-from pipeline.checkpointing import Processed
+from pipeline.checkpointing import CheckpointPipeline, Processed
 from pipeline.events.deadletter import deadletter_envelope
 from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.metrics import Metrics
@@ -57,6 +57,8 @@ class StreamRuntime:
         self.creators: dict[int, CreatorPartition] = {}
         self.expected_sources = len(settings.topics.inputs) * settings.topic_partitions
         self.consumed_topics = frozenset([*settings.topics.inputs, contributions_topic(settings)])
+        self.room_pipeline: CheckpointPipeline | None = None  # set by the rooms agent (idle partitions)
+        self._active: dict[tuple[str, int], float] = {}  # input partition -> monotonic time of last message
 
     # --- room stage -------------------------------------------------------------------------------
     async def process_room_batch(self, events: Sequence) -> Processed:
@@ -69,7 +71,7 @@ class StreamRuntime:
             msg = event.message
             started = time.perf_counter()
             part = self._room_partition(msg.topic, msg.partition)
-            result = part.process(msg.offset, msg.key, msg.value, _reference_time_ms(msg))
+            result = part.process(msg.offset, msg.key, msg.value, trusted_time_ms(msg))
             for rejection in result.rejections:
                 envelope = deadletter_envelope(
                     rejection, msg.topic, msg.partition, msg.offset, msg.key, int(time.time() * 1000)
@@ -82,7 +84,66 @@ class StreamRuntime:
             metrics.count_outcomes(msg.topic, result)
             touched[(msg.topic, msg.partition)] = event
             metrics.batch_duration.observe(time.perf_counter() - started)
+        now = time.monotonic()
+        for tp in touched:
+            self._active[tp] = now
         checkpoints = [(last, self.rooms.partition(*tp).checkpoint()) for tp, last in touched.items()]
+        return Processed(functools.partial(self._write_room_checkpoints, checkpoints), events)
+
+    # --- idle input partitions --------------------------------------------------------------------
+    def use_room_pipeline(self, pipeline: CheckpointPipeline) -> None:
+        """The rooms agent's checkpoint pipeline, which idle-partition checkpoints go through too."""
+        self.room_pipeline = pipeline
+
+    async def advance_idle_partitions(self) -> None:
+        """Advance the event time of input partitions assigned here that had no message for
+        IDLE_PARTITION_SECONDS and have nothing pending (their end offset, asked of the broker, is the
+        next offset to process), to the worker's clock at the question minus the idle time; see
+        `RoomPartition.advance_idle`. Their windows become final and their heartbeats let creator
+        windows close. Runs through the room stage's checkpoint pipeline, so it never interleaves with
+        a batch and its write is ordered with the batches' writes."""
+        pipeline = self.room_pipeline
+        idle = self._idle_candidates()
+        if pipeline is None or not idle:
+            return
+        asked_ms = int(time.time() * 1000)  # before the question: what is appended after has a later time
+        ends = await self.table.app.consumer.highwaters(*idle)
+        await pipeline.submit(functools.partial(self._process_idle, ends, asked_ms), [])
+
+    def _idle_candidates(self) -> list[TP]:
+        now = time.monotonic()
+        inputs = set(self.settings.topics.inputs)
+        idle_s = self.settings.idle_partition_ms / 1000
+        candidates = []
+        for tp in self.table.app.consumer.assignment():
+            if tp.topic in inputs:
+                # A partition first seen now starts its idle time now: a worker that just started does
+                # not advance partitions it has not had the chance to read.
+                since = self._active.setdefault((tp.topic, tp.partition), now)
+                if now - since >= idle_s:
+                    candidates.append(tp)
+        return sorted(candidates)
+
+    async def _process_idle(self, ends: Mapping[TP, int], asked_ms: int, events: Sequence) -> Processed:
+        consumer = self.table.app.consumer
+        assignment = consumer.assignment()
+        checkpoints = []
+        for tp, end in sorted(ends.items()):
+            if tp not in assignment:
+                continue
+            part = self.rooms.partitions().get((tp.topic, tp.partition))
+            if part is None and not self._state_ready(tp.partition):
+                continue  # restored by the next check once its state is recovered
+            part = part or self._room_partition(tp.topic, tp.partition)
+            next_offset = part.next_offset
+            if next_offset is None:  # nothing processed since this worker took the partition
+                next_offset = consumer._committed_offset.get(tp) or 0  # Faust has no public accessor
+            if end is None or end > next_offset:
+                continue  # messages pending: not idle, they carry event time themselves
+            if part.advance_idle(asked_ms):
+                log.debug("room stage %s: idle, event time advanced to %d", part.source, asked_ms)
+                context = _PartitionContext(tp.topic, tp.partition, next_offset - 1)
+                checkpoints.append((context, part.checkpoint()))
         return Processed(functools.partial(self._write_room_checkpoints, checkpoints), events)
 
     async def _write_room_checkpoints(self, checkpoints: list[tuple[object, Checkpoint]]) -> None:
@@ -117,7 +178,7 @@ class StreamRuntime:
         if known is not None:
             return known
         part = self.rooms.partition(topic, partition)
-        loaded = part.restore(self._state_items(partition))
+        loaded = part.restore(self._state_items(partition), now_ms=int(time.time() * 1000))
         log.info("room stage %s: restored %d open windows from the state table", part.source, loaded)
         return part
 
@@ -155,6 +216,7 @@ class StreamRuntime:
         """Drop in-memory state of partitions this worker no longer owns; they restore on reassignment."""
         for tp in assignments:
             self.rooms.forget(tp.topic, tp.partition)
+            self._active.pop((tp.topic, tp.partition), None)
             if tp.topic == contributions_topic(self.settings):
                 self.creators.pop(tp.partition, None)
 
@@ -177,21 +239,27 @@ class StreamRuntime:
 
         Restoring from anything less would silently start from empty windows (and count short), so a
         state that does not become ready is an error (fail-stop), not a guess."""
-        table = self.table
-        app = table.app
-        tp = TP(table.changelog_topic_name, partition)
+        app = self.table.app
         deadline = time.monotonic() + STATE_READY_TIMEOUT_S
         while True:
-            active = tp in app.assignor.assigned_actives()
-            opened = partition in table.data._dbs  # Faust has no public accessor for this
-            if active and opened and not app.in_recovery:
+            if self._state_ready(partition):
                 return
+            active, opened = self._state_status(partition)
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"state of changelog partition {partition} not ready after {STATE_READY_TIMEOUT_S:.0f} s "
                     f"(in recovery: {app.in_recovery}, active here: {active}, open: {opened})"
                 )
             await asyncio.sleep(0.1)
+
+    def _state_status(self, partition: int) -> tuple[bool, bool]:
+        table = self.table
+        active = TP(table.changelog_topic_name, partition) in table.app.assignor.assigned_actives()
+        return active, partition in table.data._dbs  # Faust has no public accessor for this
+
+    def _state_ready(self, partition: int) -> bool:
+        active, opened = self._state_status(partition)
+        return active and opened and not self.table.app.in_recovery
 
     def _state_items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
         """The state-table items of one changelog partition: the state of the input partitions with
@@ -229,8 +297,35 @@ class StreamRuntime:
         return windows, users
 
 
-def _reference_time_ms(msg) -> int:
-    """'Now' for the future-skew check: the broker/producer timestamp of the message, so a replay
-    classifies an event exactly as the first pass did; wall clock only if the message has none."""
+LOG_APPEND_TIME = 1  # Kafka's record timestamp type: set by the broker (0 is CreateTime, by the producer)
+
+
+def trusted_time_ms(msg) -> int:
+    """The trusted clock of a message, which bounds its events' time (future skew, and through it the
+    watermark): the broker's append time when the topic uses LogAppendTime (the pipeline creates its
+    input topics so), so a replay classifies every event exactly as the first pass did; for a
+    CreateTime topic the producer's timestamp, but never later than this worker's clock (a producer's
+    clock cannot raise it; replays are exact unless a producer stamped a time ahead of the worker).
+    The worker's clock if the message has no timestamp."""
+    now_ms = int(time.time() * 1000)
     ts = getattr(msg, "timestamp", None)
-    return int(ts * 1000) if ts and ts > 0 else int(time.time() * 1000)
+    if not ts or ts <= 0:
+        return now_ms
+    ts_ms = int(ts * 1000)
+    if getattr(msg, "timestamp_type", None) == LOG_APPEND_TIME:
+        return ts_ms
+    return min(ts_ms, now_ms)
+
+
+class _PartitionContext:
+    """Stands in for the Faust event of a partition where no message is at hand (an idle partition's
+    checkpoint): the state table takes the changelog partition from `message.partition`."""
+
+    def __init__(self, topic: str, partition: int, offset: int):
+        self.message = _ContextMessage(topic, partition, offset)
+
+
+class _ContextMessage:
+    def __init__(self, topic: str, partition: int, offset: int):
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.tp = TP(topic, partition)

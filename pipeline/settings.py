@@ -59,10 +59,11 @@ class Settings:
     app_id: str = "livecommerce"
     topics: Topics = field(default_factory=Topics)
     topic_partitions: int = 12
-    max_clock_skew_ms: int = 5 * 60 * 1000
+    max_clock_skew_ms: int = 60_000  # never above allowed_lateness_ms (see from_env)
     window_ms: int = 60_000
     allowed_lateness_ms: int = 120_000
     dedup_horizon_ms: int = 10 * 60 * 1000
+    idle_partition_ms: int = 60_000
     raw_events_ttl_days: int = 30
     milestones_fen: tuple[int, ...] = (1_000_000_000, 10_000_000_000)  # 1,000万 and 1亿 CNY
     consumer_session_timeout_s: int = 30
@@ -91,6 +92,15 @@ class Settings:
                 "DEDUP_HORIZON_SECONDS must be at least WINDOW_SECONDS + ALLOWED_LATENESS_SECONDS "
                 f"({(window_ms + lateness_ms) // 1000}), got {horizon_ms // 1000}"
             )
+        # An event may be ahead of the trusted clock by the skew and still move the watermark; with the
+        # skew within the lateness, no client clock can push a partition's watermark past the trusted
+        # clock, so other rooms' events that arrive on time stay on time.
+        skew_ms = r.integer("MAX_CLOCK_SKEW_SECONDS", min(60, lateness_ms // 1000), minimum=0) * 1000
+        if skew_ms > lateness_ms:
+            raise SettingsError(
+                "MAX_CLOCK_SKEW_SECONDS must be at most ALLOWED_LATENESS_SECONDS "
+                f"({lateness_ms // 1000}), got {skew_ms // 1000}"
+            )
         protocol = r.choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOLS, upper=True)
         sasl_user, sasl_password = r.text("KAFKA_SASL_USERNAME", ""), env.get("KAFKA_SASL_PASSWORD", "")
         if protocol.startswith("SASL") and not (sasl_user and sasl_password):
@@ -117,10 +127,11 @@ class Settings:
             app_id=r.name("APP_ID", cls.app_id),
             topics=topics,
             topic_partitions=r.integer("TOPIC_PARTITIONS", cls.topic_partitions, minimum=1),
-            max_clock_skew_ms=r.integer("MAX_CLOCK_SKEW_SECONDS", 300, minimum=0) * 1000,
+            max_clock_skew_ms=skew_ms,
             window_ms=window_ms,
             allowed_lateness_ms=lateness_ms,
             dedup_horizon_ms=horizon_ms,
+            idle_partition_ms=r.integer("IDLE_PARTITION_SECONDS", 60, minimum=1) * 1000,
             milestones_fen=r.integer_list("MILESTONES_FEN", cls.milestones_fen),
             raw_events_ttl_days=r.integer("RAW_EVENTS_TTL_DAYS", cls.raw_events_ttl_days, minimum=1),
             consumer_session_timeout_s=r.integer(

@@ -29,6 +29,10 @@ MAX_STATE_VALUE_BYTES = 16 * 1024 * 1024
 # The changelog keeps the latest value per key (compaction): the state table is rebuilt from it, and
 # a key written long ago (the watermark of a quiet partition) must not expire.
 CHANGELOG_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_STATE_VALUE_BYTES)}
+# Input topics are stamped by the broker: the append time is the trusted clock that bounds event time
+# (see pipeline.runtime.trusted_time_ms), which no producer or client can set. Only topics created
+# here get it; an existing CreateTime topic is bounded by the worker's clock instead.
+INPUT_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -81,7 +85,7 @@ async def ensure_topics(
                             name,
                             settings.topic_partitions,
                             settings.kafka_replication_factor,
-                            topic_configs=CHANGELOG_CONFIG if name == changelog_topic(settings) else None,
+                            topic_configs=_topic_config(name, settings),
                         )
                         for name in missing
                     ]
@@ -103,6 +107,14 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+def _topic_config(name: str, settings: Settings) -> dict[str, str] | None:
+    if name == changelog_topic(settings):
+        return CHANGELOG_CONFIG
+    if name in settings.topics.inputs:
+        return INPUT_CONFIG
+    return None
 
 
 def _check_partition_counts(descriptions: list[dict], settings: Settings) -> None:

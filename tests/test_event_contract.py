@@ -81,9 +81,16 @@ def test_unknown_fields_and_null_optionals_are_accepted() -> None:
     assert decode(orjson.dumps(ev)).events == [ev]
 
 
-def test_single_event_without_key_skips_the_room_check() -> None:
+def test_single_event_without_key_skips_the_room_check_unless_a_key_is_required() -> None:
     assert len(decode(orjson.dumps(view(room_id=5)), key=None).events) == 1
     assert len(decode(orjson.dumps(view(room_id=5)), key=b"").events) == 1
+    # What the pipeline passes: a key-less event would land on any partition and split its room's row.
+    for key in (None, b""):
+        value = orjson.dumps(view(room_id=5))
+        out = decode_message(value, key, c.EVENT_TYPES, NOW, SKEW, require_key=True)
+        assert only_reason(out) == c.BAD_KEY
+        assert out.rejections[0].raw == value and "key is missing" in out.rejections[0].message
+    assert decode_message(orjson.dumps(view()), KEY, c.EVENT_TYPES, NOW, SKEW, require_key=True).events
 
 
 def test_batch_keeps_order_and_rejects_bad_elements_alone() -> None:

@@ -12,7 +12,8 @@ def test_defaults_match_the_documented_values():
     assert s.web_port == 6066
     assert s.topics.inputs == ("live.views", "live.clicks", "live.orders")
     assert s.topics.deadletter == "live.deadletter" and s.topics.late == "live.late"
-    assert s.max_clock_skew_ms == 300_000
+    assert s.max_clock_skew_ms == 60_000 <= s.allowed_lateness_ms
+    assert s.idle_partition_ms == 60_000
     assert s.dedup_horizon_ms >= s.window_ms + s.allowed_lateness_ms
 
 
@@ -63,3 +64,16 @@ def test_password_is_never_shown():
         Settings.from_env({"CLICKHOUSE_URL": "http://u:s3cret@h:8123"})
     assert "s3cret" not in str(err.value)
     assert redact_url("http://u:pw@h:8123/x") == "http://h:8123/x"
+
+
+def test_clock_skew_defaults_within_the_lateness_and_may_not_exceed_it():
+    assert Settings.from_env({"ALLOWED_LATENESS_SECONDS": "5"}).max_clock_skew_ms == 5_000
+    assert Settings.from_env({"MAX_CLOCK_SKEW_SECONDS": "120"}).max_clock_skew_ms == 120_000
+    with pytest.raises(SettingsError, match="MAX_CLOCK_SKEW_SECONDS must be at most ALLOWED_LATENESS"):
+        Settings.from_env({"MAX_CLOCK_SKEW_SECONDS": "300"})
+
+
+def test_idle_partition_seconds_is_read_and_checked():
+    assert Settings.from_env({"IDLE_PARTITION_SECONDS": "90"}).idle_partition_ms == 90_000
+    with pytest.raises(SettingsError, match="IDLE_PARTITION_SECONDS"):
+        Settings.from_env({"IDLE_PARTITION_SECONDS": "0"})

@@ -60,6 +60,10 @@ def test_changelog_is_compacted_and_takes_values_over_a_megabyte(settings_env, t
     assert int(configs["max.message.bytes"]) == MAX_STATE_VALUE_BYTES
     asyncio.run(produce_large(settings.kafka_bootstrap_servers, changelog_topic(settings), 3 * 1024 * 1024))
     assert asyncio.run(ensure_topics(settings)) == []  # idempotent
+    # Input topics are stamped by the broker: the append time is the pipeline's trusted clock.
+    for topic in settings.topics.inputs:
+        configs = asyncio.run(topic_configs(settings.kafka_bootstrap_servers, topic))
+        assert configs["message.timestamp.type"] == "LogAppendTime"
 
 
 def test_a_changelog_created_with_defaults_is_reconfigured(settings_env, tmp_path):

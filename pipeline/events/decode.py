@@ -14,10 +14,12 @@ Invariant: `len(events) + len(rejections) == len(array)` for a non-empty array w
 
 Keys: a key is "usable" when it is a canonical decimal room id (ASCII digits, no sign, no leading zero,
 1..2^63-1), i.e. exactly `str(room_id)`; anything else would hash the room to a different partition.
-A missing key (None or b"") is allowed for a single event (no room check) but rejects a batch as
-`bad_key`: batches are routed and aggregated per room by their key, and one rejection keeps the whole
-message replayable from the dead-letter topic once the producer is fixed. A present but unusable key
-rejects any message as `bad_key`.
+A missing key (None or b"") rejects a batch as `bad_key`: batches are routed and aggregated per room by
+their key, and one rejection keeps the whole message replayable from the dead-letter topic once the
+producer is fixed. With `require_key` (what the pipeline passes) it rejects a single event as `bad_key`
+too: a key-less event lands on any partition, and two partitions writing one room's row would corrupt
+it. Without `require_key` (schema comparisons) a key-less single event skips the room check. A present
+but unusable key rejects any message as `bad_key`.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def decode_message(
     allowed_types: frozenset[str],
     now_ms: int,
     max_skew_ms: int,
+    require_key: bool = False,
 ) -> DecodedMessage:
     """Decode and validate one message value; see the module docstring for the contract."""
     if not value:
@@ -111,7 +114,7 @@ def decode_message(
     room_key = parse_key(key)
 
     if type(obj) is dict:
-        if room_key == _BAD_KEY:
+        if room_key == _BAD_KEY or (require_key and room_key is _NO_KEY):
             return _whole(c.BAD_KEY, _bad_key_message(key), value, obj)
         if size > c.MAX_EVENT_BYTES:
             return _whole(
@@ -201,7 +204,7 @@ def _undecodable(value: bytes, exc: Exception) -> DecodedMessage:
 
 def _bad_key_message(key: bytes | None) -> str:
     if not key:
-        return "a batch message needs its room_id as the message key (decimal string); the key is missing"
+        return "a message needs its room_id as the message key (decimal string); the key is missing"
     shown = repr(bytes(key)[:40]) if isinstance(key, bytes | bytearray) else type(key).__name__
     return f"message key {shown} is not a room_id written as a decimal string without leading zeros"
 
