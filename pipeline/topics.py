@@ -29,6 +29,10 @@ MAX_STATE_VALUE_BYTES = 16 * 1024 * 1024
 # The changelog keeps the latest value per key (compaction): the state table is rebuilt from it, and
 # a key written long ago (the watermark of a quiet partition) must not expire.
 CHANGELOG_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_STATE_VALUE_BYTES)}
+# Kafka's default, set explicitly so that a broker configured lower does not drop dead letters: an
+# envelope is at most pipeline.events.deadletter.MAX_ENVELOPE_BYTES (800 KiB) plus a key of 1 KiB.
+DEADLETTER_MAX_MESSAGE_BYTES = 1_048_588
+DEADLETTER_CONFIG = {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -81,7 +85,7 @@ async def ensure_topics(
                             name,
                             settings.topic_partitions,
                             settings.kafka_replication_factor,
-                            topic_configs=CHANGELOG_CONFIG if name == changelog_topic(settings) else None,
+                            topic_configs=_topic_config(name, settings),
                         )
                         for name in missing
                     ]
@@ -103,6 +107,14 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+def _topic_config(name: str, settings: Settings) -> dict[str, str] | None:
+    if name == changelog_topic(settings):
+        return CHANGELOG_CONFIG
+    if name == settings.topics.deadletter:
+        return DEADLETTER_CONFIG
+    return None
 
 
 def _check_partition_counts(descriptions: list[dict], settings: Settings) -> None:
