@@ -4,9 +4,9 @@ A value is ONE event (a JSON object) or a BATCH (a JSON array of event objects o
 message key). Each outcome is either a valid event (the orjson dict itself) or a `Rejection`:
 
 * whole-message rejections (`batch_index` None, `raw` = the exact original value bytes): empty_value,
-  message_too_large, not_utf8, not_json, not_object (top level), empty_batch, bad_key, too_many_events
-  (an array of more than MAX_BATCH_EVENTS elements, rejected before any element is looked at), and every reason
-  of a single-event message;
+  message_too_large, not_utf8, not_json, not_object (top level), empty_batch, bad_key,
+  too_many_events (an array of more than MAX_BATCH_EVENTS elements, rejected before any element is
+  looked at), and every reason of a single-event message;
 * batch-element rejections (`batch_index` = position, `raw` = the element re-serialized with orjson,
   because orjson does not keep each element's original bytes).
 
@@ -14,7 +14,8 @@ Invariant: `len(events) + rejected == len(array)` for a non-empty array with a u
 for every other value, where `rejected` is the number of rejected events (`rejected_by_reason` counts
 every one of them by reason). Only the first MAX_DETAILED_REJECTIONS of a message are kept as
 `Rejection` objects (with a message and their bytes); the rest are only counted, so the cost of a
-junk batch stays close to that of a valid batch of the same size. `decode_message` never raises, whatever the bytes.
+junk batch stays close to that of a valid batch of the same size. `decode_message` never raises,
+whatever the bytes.
 
 Keys: a key is "usable" when it is a canonical decimal room id (ASCII digits, no sign, no leading zero,
 1..2^63-1), i.e. exactly `str(room_id)`; anything else would hash the room to a different partition.
@@ -147,7 +148,8 @@ def decode_message(
         if len(obj) > c.MAX_BATCH_EVENTS:
             return _whole(
                 c.TOO_MANY_EVENTS,
-                f"batch has {len(obj)} elements, over the {c.MAX_BATCH_EVENTS} element limit; split the batch",
+                f"batch has {len(obj)} elements, over the {c.MAX_BATCH_EVENTS} element limit; "
+                "split the batch",
                 value,
             )
         return _decode_batch(obj, room_key, allowed_types, now_ms, max_skew_ms)
