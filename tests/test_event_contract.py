@@ -70,6 +70,12 @@ def test_single_valid_event_is_the_orjson_dict() -> None:
     assert out.events == [view(source="live_feed", merchant_id=7, category="美妆")]
 
 
+def test_amount_and_quantity_at_their_ceilings_are_valid() -> None:
+    out = decode(orjson.dumps(order(amount_fen=c.AMOUNT_FEN_MAX, quantity=c.QUANTITY_MAX)))
+    assert out.rejections == [] and out.events[0]["amount_fen"] == c.AMOUNT_FEN_MAX
+    assert decode(orjson.dumps(order(type="refund", amount_fen=c.AMOUNT_FEN_MAX))).rejections == []
+
+
 def test_order_gets_quantity_1_when_absent_or_null_and_keeps_a_given_one() -> None:
     assert decode(orjson.dumps(order())).events[0]["quantity"] == 1
     assert decode(orjson.dumps(order(quantity=None))).events[0]["quantity"] == 1
@@ -295,6 +301,11 @@ EVENT_CASES = [
     (order(amount_fen=-100), c.OUT_OF_RANGE),
     (order(amount_fen=0), c.OUT_OF_RANGE),
     (order(quantity=0), c.OUT_OF_RANGE),
+    (order(amount_fen=c.AMOUNT_FEN_MAX + 1), c.OUT_OF_RANGE),
+    (order(amount_fen=c.ID_MAX), c.OUT_OF_RANGE),  # two of these overflowed the Int64 GMV column
+    (order(type="refund", amount_fen=c.AMOUNT_FEN_MAX + 1), c.OUT_OF_RANGE),
+    (order(quantity=c.QUANTITY_MAX + 1), c.OUT_OF_RANGE),
+    (order(quantity=2**32), c.OUT_OF_RANGE),  # over raw_events.quantity UInt32
     (view(user_id=0), c.OUT_OF_RANGE),
     (view(user_id=c.ID_MAX + 1), c.OUT_OF_RANGE),
     (view(merchant_id=-1), c.OUT_OF_RANGE),

@@ -99,6 +99,9 @@ def test_one_schema_per_event_type() -> None:
 def test_schema_limits_match_code_constants() -> None:
     defs = SCHEMAS["common.schema.json"]["$defs"]
     assert defs["id"]["minimum"] == c.ID_MIN and defs["id"]["maximum"] == c.ID_MAX
+    assert (defs["amountFen"]["minimum"], defs["amountFen"]["maximum"]) == (1, c.AMOUNT_FEN_MAX)
+    quantity = SCHEMAS["order.schema.json"]["properties"]["quantity"]
+    assert (quantity["minimum"], quantity["maximum"]) == (1, c.QUANTITY_MAX)
     assert (defs["ts"]["minimum"], defs["ts"]["maximum"]) == (c.TS_MIN, c.TS_MAX)
     assert defs["eventId"]["maxLength"] == c.EVENT_ID_MAX_LEN
     assert defs["orderId"]["maxLength"] == c.ORDER_ID_MAX_LEN
@@ -219,6 +222,17 @@ def test_valid_batches_pass_the_batch_schema() -> None:
 
 BIG = c.ID_MAX
 ids = st.one_of(st.integers(1, BIG), st.sampled_from([1, BIG]))
+
+
+def _up_to(ceiling: int) -> st.SearchStrategy[int]:
+    """Mostly within a ceiling (valid), with its edges and the id range beyond it (out_of_range)."""
+    return st.one_of(
+        st.integers(1, ceiling), st.integers(1, ceiling), st.sampled_from([1, ceiling, ceiling + 1]), ids
+    )
+
+
+amounts = _up_to(c.AMOUNT_FEN_MAX)
+quantities = _up_to(c.QUANTITY_MAX)
 text = st.one_of(
     st.text(max_size=20),
     st.sampled_from(["类", "x", "😀"]).flatmap(lambda ch: st.integers(0, 140).map(lambda n: ch * n)),
@@ -253,8 +267,8 @@ EDGES: dict[str, list[Any]] = {
     "category": ["", "c" * 64, "c" * 65, "类" * 64, "类" * 65, None],
     "source": [None, "", "mall", "Mall", "wechat"],
     "ts": _TS_EDGES,
-    "amount_fen": _ID_EDGES,
-    "quantity": [*_ID_EDGES, None],
+    "amount_fen": [*_ID_EDGES, c.AMOUNT_FEN_MAX, c.AMOUNT_FEN_MAX + 1],
+    "quantity": [*_ID_EDGES, c.QUANTITY_MAX, c.QUANTITY_MAX + 1, 2**32, None],
     "merchant_id": [*_ID_EDGES, None],
     "mcn_id": [*_ID_EDGES, None],
     "room_id": _ID_EDGES,
@@ -276,9 +290,9 @@ def near_valid_events(draw: st.DrawFn) -> Any:
         ev["product_id"] = draw(ids)
     if t in ("order", "refund"):
         ev["order_id"] = draw(st.text(min_size=1, max_size=128))
-        ev["amount_fen"] = draw(ids)
+        ev["amount_fen"] = draw(amounts)
     if t == "order" and draw(st.booleans()):
-        ev["quantity"] = draw(st.one_of(ids, st.none()))
+        ev["quantity"] = draw(st.one_of(quantities, st.none()))
     for name in c.COMMON_OPTIONAL:
         if draw(st.integers(0, 3)) == 0:
             ev[name] = draw(

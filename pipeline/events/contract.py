@@ -19,6 +19,9 @@ ID_MIN = 1
 ID_MAX = 2**63 - 1  # fits ClickHouse Int64/UInt64 and Java long producers
 TS_MIN = 0  # epoch milliseconds UTC; very old events are the window stage's business (late)
 TS_MAX = ID_MAX
+# Per-event ceilings that keep every sum within its ClickHouse column (arithmetic: schemas/events/README.md).
+AMOUNT_FEN_MAX = 10**10  # 1亿 CNY in one order or refund
+QUANTITY_MAX = 10**6  # items in one order; raw_events.quantity is UInt32
 EVENT_ID_MAX_LEN = 128
 ORDER_ID_MAX_LEN = 128
 CATEGORY_MAX_LEN = 64
@@ -170,8 +173,8 @@ def validate_event(
                 and type(oid) is str
                 and 0 < len(oid) <= ORDER_ID_MAX_LEN
                 and type(amt) is int
-                and 0 < amt <= ID_MAX
-                and (q is None or (type(q) is int and 0 < q <= ID_MAX))
+                and 0 < amt <= AMOUNT_FEN_MAX
+                and (q is None or (type(q) is int and 0 < q <= QUANTITY_MAX))
                 and (n <= 9 or _optionals_ok(get))
             ):
                 if q is None:  # filled only once the event is known valid: rejects stay as sent
@@ -184,7 +187,7 @@ def validate_event(
                 type(oid) is str
                 and 0 < len(oid) <= ORDER_ID_MAX_LEN
                 and type(amt) is int
-                and 0 < amt <= ID_MAX
+                and 0 < amt <= AMOUNT_FEN_MAX
                 and (n <= 8 or _optionals_ok(get))
             ):
                 return None
@@ -297,9 +300,9 @@ def _check_field(name: str, value: Any) -> Rejected | None:
     elif name == "ts":
         lo, hi, what = TS_MIN, TS_MAX, "an integer: epoch milliseconds UTC"
     elif name == "amount_fen":
-        lo, hi, what = 1, ID_MAX, "a positive integer number of fen (1 CNY = 100 fen)"
+        lo, hi, what = 1, AMOUNT_FEN_MAX, "an integer number of fen (1 CNY = 100 fen) from 1 to 10^10"
     else:  # quantity
-        lo, hi, what = 1, ID_MAX, "an integer >= 1"
+        lo, hi, what = 1, QUANTITY_MAX, "an integer from 1 to 10^6"
     if type(value) is int:
         if lo <= value <= hi:
             return None
