@@ -216,6 +216,7 @@ def test_valid_batches_pass_the_batch_schema() -> None:
     for path in (EXAMPLES / "valid").glob("batch--*.json"):
         assert batch.is_valid(json.loads(path.read_bytes())), path.name
     assert not batch.is_valid([])
+    assert not batch.is_valid([{}] * (c.MAX_BATCH_EVENTS + 1))  # too_many_events, like the decoder
 
 
 # -- generated payloads: code and schema accept and reject the same ones ----------------------------------

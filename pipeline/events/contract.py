@@ -10,6 +10,7 @@ tests over the orjson dict and allocates nothing for a valid event. Only when th
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -324,6 +325,7 @@ def _show(value: Any) -> str:
     return f"{kind.get(type(value), type(value).__name__)} {text}"
 
 
+@functools.cache  # a handful of frozensets; rejected events of a junk batch would sort them each time
 def _names(values: frozenset[str]) -> str:
     return ", ".join(sorted(values))
 
