@@ -45,12 +45,17 @@ MAX_IDS_PER_CHUNK = 5_000
 class IngestResult:
     accepted: list[dict] = field(default_factory=list)
     late: list[dict] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)  # the first ones in detail (see decode)
     duplicates: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # every rejected event
+
+    @property
+    def invalid(self) -> int:
+        return sum(self.rejected_by_reason.values())
 
     @property
     def consumed(self) -> int:
-        return len(self.accepted) + len(self.late) + len(self.rejections) + self.duplicates
+        return len(self.accepted) + len(self.late) + self.invalid + self.duplicates
 
 
 class RoomPartition:
@@ -87,7 +92,7 @@ class RoomPartition:
             max_skew_ms=self.settings.max_clock_skew_ms,
             require_key=True,
         )
-        result = IngestResult(rejections=decoded.rejections)
+        result = IngestResult(rejections=decoded.rejections, rejected_by_reason=decoded.rejected_by_reason)
         accepted, late = result.accepted, result.late
         is_duplicate, new_ids = self.dedup.is_duplicate, self._new_ids
         # One pass per event: de-duplicate, classify against the watermark, and add the event to the

@@ -34,7 +34,10 @@ class Metrics:
             registry=r,
         )
         self.deadletters = Counter(
-            "livecommerce_deadletters", "Dead letters published, by reason code.", ["reason"], registry=r
+            "livecommerce_deadletters",
+            "Rejected events sent to the dead-letter topic, by reason code (one envelope per message).",
+            ["reason"],
+            registry=r,
         )
         self.consumer_offset = Gauge(
             "livecommerce_consumer_offset",
@@ -117,7 +120,7 @@ class Metrics:
         for outcome, n in (
             ("accepted", len(result.accepted)),
             ("duplicate", result.duplicates),
-            ("invalid", len(result.rejections)),
+            ("invalid", result.invalid),
             ("late", len(result.late)),
         ):
             if n:

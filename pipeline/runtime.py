@@ -30,7 +30,7 @@ from faust.streams import _current_event  # Faust exposes no public way to set t
 from faust.types import TP
 
 from pipeline.checkpointing import CheckpointPipeline, Processed
-from pipeline.events.deadletter import deadletter_envelope
+from pipeline.events.deadletter import deadletter_key, message_envelope
 from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
@@ -72,12 +72,20 @@ class StreamRuntime:
             started = time.perf_counter()
             part = self._room_partition(msg.topic, msg.partition)
             result = part.process(msg.offset, msg.key, msg.value, trusted_time_ms(msg))
-            for rejection in result.rejections:
-                envelope = deadletter_envelope(
-                    rejection, msg.topic, msg.partition, msg.offset, msg.key, int(time.time() * 1000)
+            if result.rejections:
+                # One bounded envelope per message, however many of its events were rejected.
+                envelope = message_envelope(
+                    result.rejections,
+                    result.rejected_by_reason,
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    msg.key,
+                    int(time.time() * 1000),
                 )
-                await self.topics.deadletter.send(key=msg.key, value=envelope)
-                metrics.deadletters.labels(reason=rejection.reason).inc()
+                await self.topics.deadletter.send(key=deadletter_key(msg.key), value=envelope)
+                for reason, n in result.rejected_by_reason.items():
+                    metrics.deadletters.labels(reason=reason).inc(n)
             if result.late:
                 # One message per input message: late events are re-published as a batch.
                 await self.topics.late.send(key=msg.key, value=orjson.dumps(result.late))

@@ -33,6 +33,10 @@ CHANGELOG_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_ST
 # (see pipeline.runtime.trusted_time_ms), which no producer or client can set. Only topics created
 # here get it; an existing CreateTime topic is bounded by the worker's clock instead.
 INPUT_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+# Kafka's default, set explicitly so that a broker configured lower does not drop dead letters: an
+# envelope is at most pipeline.events.deadletter.MAX_ENVELOPE_BYTES (800 KiB) plus a key of 1 KiB.
+DEADLETTER_MAX_MESSAGE_BYTES = 1_048_588
+DEADLETTER_CONFIG = {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -114,6 +118,8 @@ def _topic_config(name: str, settings: Settings) -> dict[str, str] | None:
         return CHANGELOG_CONFIG
     if name in settings.topics.inputs:
         return INPUT_CONFIG
+    if name == settings.topics.deadletter:
+        return DEADLETTER_CONFIG
     return None
 
 

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.events import contract as c
-from pipeline.events.decode import DecodedMessage, allowed_types_for_topic, decode_message, parse_key
+from pipeline.events.decode import (
+    MAX_DETAILED_REJECTIONS,
+    DecodedMessage,
+    Rejection,
+    allowed_types_for_topic,
+    decode_message,
+    parse_key,
+)
 from pipeline.settings import Topics
 
 NOW = 1_731_290_000_000  # 2024-11-11 09:53:20 CST
@@ -61,6 +68,12 @@ def test_single_valid_event_is_the_orjson_dict() -> None:
     out = decode(orjson.dumps(view(source="live_feed", merchant_id=7, category="美妆")))
     assert out.rejections == []
     assert out.events == [view(source="live_feed", merchant_id=7, category="美妆")]
+
+
+def test_amount_and_quantity_at_their_ceilings_are_valid() -> None:
+    out = decode(orjson.dumps(order(amount_fen=c.AMOUNT_FEN_MAX, quantity=c.QUANTITY_MAX)))
+    assert out.rejections == [] and out.events[0]["amount_fen"] == c.AMOUNT_FEN_MAX
+    assert decode(orjson.dumps(order(type="refund", amount_fen=c.AMOUNT_FEN_MAX))).rejections == []
 
 
 def test_order_gets_quantity_1_when_absent_or_null_and_keeps_a_given_one() -> None:
@@ -186,6 +199,53 @@ def test_unusable_key_rejects_single_events_and_batches(key: bytes) -> None:
     assert only_reason(decode(orjson.dumps([view(room_id=5)]), key=key)) == c.BAD_KEY
 
 
+# -- bounded cost of bad input -------------------------------------------------------------------------
+
+
+def test_junk_batch_keeps_the_first_rejections_in_detail_and_counts_every_one() -> None:
+    items: list[Any] = [view(event_id="ok-1"), *range(500), {}, view(event_id="ok-2"), *[{"type": 1}] * 300]
+    out = decode(orjson.dumps(items))
+    assert [ev["event_id"] for ev in out.events] == ["ok-1", "ok-2"]
+    assert len(out.rejections) == MAX_DETAILED_REJECTIONS
+    assert [r.batch_index for r in out.rejections] == list(range(1, MAX_DETAILED_REJECTIONS + 1))
+    assert out.rejected_by_reason == {c.NOT_OBJECT: 500, c.MISSING_FIELD: 1, c.WRONG_TYPE: 300}
+    assert len(out.events) + out.rejected == len(items)
+
+
+def test_counted_rejections_have_the_reason_a_detailed_one_would_have() -> None:
+    bad = [view(event_id=f"v-{i}", user_id=0) for i in range(MAX_DETAILED_REJECTIONS)]
+    tail = [order(amount_fen=0), view(source="tv"), view(room_id=5), view(ts=NOW + SKEW + 1), order()]
+    out = decode(orjson.dumps([*bad, *tail]))
+    assert out.rejected_by_reason == {
+        c.OUT_OF_RANGE: MAX_DETAILED_REJECTIONS + 1,
+        c.INVALID_VALUE: 1,
+        c.KEY_MISMATCH: 1,
+        c.TS_IN_FUTURE: 1,
+    }
+    assert [ev["quantity"] for ev in out.events] == [c.DEFAULT_QUANTITY]  # valid past the detail limit
+
+
+def test_a_1_mib_array_of_zeros_is_one_rejection() -> None:
+    value = b"[" + b",".join([b"0"] * (c.MAX_MESSAGE_BYTES // 2 - 1)) + b"]"
+    assert len(value) <= c.MAX_MESSAGE_BYTES
+    out = decode(value)
+    assert only_reason(out) == c.TOO_MANY_EVENTS
+    assert out.rejected == 1 and out.rejections[0].raw == value
+
+
+def test_batch_of_max_events_is_decoded_element_by_element() -> None:
+    out = decode(orjson.dumps([0] * c.MAX_BATCH_EVENTS))
+    assert out.rejected_by_reason == {c.NOT_OBJECT: c.MAX_BATCH_EVENTS}
+    assert only_reason(decode(orjson.dumps([0] * (c.MAX_BATCH_EVENTS + 1)))) == c.TOO_MANY_EVENTS
+
+
+def test_no_all_valid_batch_reaches_the_element_cap() -> None:
+    smallest = {"type": "view", "event_id": "a", "ts": 0, "room_id": 1, "creator_id": 1, "user_id": 1}
+    assert c.validate_event(dict(smallest), c.VIEW_TYPES, 1, NOW, SKEW) is None
+    per_element = len(orjson.dumps(smallest)) + 1  # and its comma
+    assert c.MAX_MESSAGE_BYTES // per_element < c.MAX_BATCH_EVENTS
+
+
 def test_parse_key() -> None:
     assert parse_key(None) is None and parse_key(b"") is None
     assert parse_key(b"7") == 7 and parse_key(str(c.ID_MAX).encode()) == c.ID_MAX
@@ -248,6 +308,11 @@ EVENT_CASES = [
     (order(amount_fen=-100), c.OUT_OF_RANGE),
     (order(amount_fen=0), c.OUT_OF_RANGE),
     (order(quantity=0), c.OUT_OF_RANGE),
+    (order(amount_fen=c.AMOUNT_FEN_MAX + 1), c.OUT_OF_RANGE),
+    (order(amount_fen=c.ID_MAX), c.OUT_OF_RANGE),  # two of these overflowed the Int64 GMV column
+    (order(type="refund", amount_fen=c.AMOUNT_FEN_MAX + 1), c.OUT_OF_RANGE),
+    (order(quantity=c.QUANTITY_MAX + 1), c.OUT_OF_RANGE),
+    (order(quantity=2**32), c.OUT_OF_RANGE),  # over raw_events.quantity UInt32
     (view(user_id=0), c.OUT_OF_RANGE),
     (view(user_id=c.ID_MAX + 1), c.OUT_OF_RANGE),
     (view(merchant_id=-1), c.OUT_OF_RANGE),
@@ -318,6 +383,7 @@ WHOLE_MESSAGE_REASONS_TESTED_ABOVE = {
     c.NOT_OBJECT,
     c.EMPTY_BATCH,
     c.BAD_KEY,
+    c.TOO_MANY_EVENTS,
     c.EVENT_TOO_LARGE,
     c.WRONG_TOPIC,
 }
@@ -351,6 +417,13 @@ events = st.builds(
 )
 
 
+def _counted(rejections: list[Rejection]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rejections:
+        counts[r.reason] = counts.get(r.reason, 0) + 1
+    return counts
+
+
 def _dumps(obj: Any) -> bytes:
     """stdlib JSON: unlike orjson it can write integers beyond 64 bits, which producers may send."""
     return json.dumps(obj).encode()
@@ -362,7 +435,13 @@ def _expected_count(value: bytes, key: bytes | None) -> int:
     except orjson.JSONDecodeError:
         return 1
     usable_key = parse_key(key) not in (None, -1)
-    if isinstance(obj, list) and obj and usable_key and len(value) <= c.MAX_MESSAGE_BYTES:
+    if (
+        isinstance(obj, list)
+        and obj
+        and usable_key
+        and len(value) <= c.MAX_MESSAGE_BYTES
+        and len(obj) <= c.MAX_BATCH_EVENTS
+    ):
         return len(obj)
     return 1
 
@@ -371,8 +450,9 @@ def _expected_count(value: bytes, key: bytes | None) -> int:
 @given(value=st.one_of(st.binary(max_size=64), json_values.map(_dumps), events.map(_dumps)))
 def test_any_bytes_decode_without_raising_and_every_event_is_accounted_for(value: bytes) -> None:
     out = decode(value)
-    assert len(out.events) + len(out.rejections) == _expected_count(value, KEY)
+    assert len(out.events) + out.rejected == _expected_count(value, KEY)
     assert all(r.reason in c.REASONS and r.message for r in out.rejections)
+    assert _counted(out.rejections) == out.rejected_by_reason  # few enough to all be detailed
 
 
 @settings(max_examples=300, deadline=None)
@@ -382,7 +462,8 @@ def test_any_bytes_decode_without_raising_and_every_event_is_accounted_for(value
 def test_batches_account_for_every_element(items: list[Any], key: bytes | None) -> None:
     value = _dumps(items)
     out = decode(value, key=key)
-    assert len(out.events) + len(out.rejections) == _expected_count(value, key)
+    assert len(out.events) + out.rejected == _expected_count(value, key)
+    assert _counted(out.rejections) == out.rejected_by_reason
     indexes = [r.batch_index for r in out.rejections if r.batch_index is not None]
     assert indexes == sorted(set(indexes))
     for r in out.rejections:

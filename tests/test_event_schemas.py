@@ -7,6 +7,7 @@ JSON Schema counts 1.0 as an integer, the contract does not (see schemas/events/
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,17 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from pipeline.events import contract as c
-from pipeline.events.deadletter import deadletter_envelope
-from pipeline.events.decode import Rejection, allowed_types_for_topic, decode_message
+from pipeline.events.deadletter import (
+    MAX_ENVELOPE_BYTES,
+    MAX_VALUE_BYTES,
+    OTHER_VALUES_BYTES,
+    deadletter_envelope,
+    deadletter_key,
+    message_envelope,
+)
+from pipeline.events.decode import MAX_DETAILED_REJECTIONS, Rejection, allowed_types_for_topic, decode_message
 from pipeline.settings import PROJECT_ROOT, Topics
+from pipeline.topics import DEADLETTER_MAX_MESSAGE_BYTES
 
 SCHEMA_DIR = PROJECT_ROOT / "schemas" / "events"
 EXAMPLES = SCHEMA_DIR / "examples"
@@ -36,7 +45,7 @@ TOPIC_OF_TYPE = {
     "refund": TOPICS.orders,
 }
 # Sizes cannot live in small example files; tests/test_event_contract.py covers them.
-REASONS_COVERED_ELSEWHERE = {c.MESSAGE_TOO_LARGE, c.EVENT_TOO_LARGE}
+REASONS_COVERED_ELSEWHERE = {c.MESSAGE_TOO_LARGE, c.EVENT_TOO_LARGE, c.TOO_MANY_EVENTS}
 
 StrictValidator = extend(
     Draft202012Validator,
@@ -90,6 +99,9 @@ def test_one_schema_per_event_type() -> None:
 def test_schema_limits_match_code_constants() -> None:
     defs = SCHEMAS["common.schema.json"]["$defs"]
     assert defs["id"]["minimum"] == c.ID_MIN and defs["id"]["maximum"] == c.ID_MAX
+    assert (defs["amountFen"]["minimum"], defs["amountFen"]["maximum"]) == (1, c.AMOUNT_FEN_MAX)
+    quantity = SCHEMAS["order.schema.json"]["properties"]["quantity"]
+    assert (quantity["minimum"], quantity["maximum"]) == (1, c.QUANTITY_MAX)
     assert (defs["ts"]["minimum"], defs["ts"]["maximum"]) == (c.TS_MIN, c.TS_MAX)
     assert defs["eventId"]["maxLength"] == c.EVENT_ID_MAX_LEN
     assert defs["orderId"]["maxLength"] == c.ORDER_ID_MAX_LEN
@@ -204,12 +216,24 @@ def test_valid_batches_pass_the_batch_schema() -> None:
     for path in (EXAMPLES / "valid").glob("batch--*.json"):
         assert batch.is_valid(json.loads(path.read_bytes())), path.name
     assert not batch.is_valid([])
+    assert not batch.is_valid([{}] * (c.MAX_BATCH_EVENTS + 1))  # too_many_events, like the decoder
 
 
 # -- generated payloads: code and schema accept and reject the same ones ----------------------------------
 
 BIG = c.ID_MAX
 ids = st.one_of(st.integers(1, BIG), st.sampled_from([1, BIG]))
+
+
+def _up_to(ceiling: int) -> st.SearchStrategy[int]:
+    """Mostly within a ceiling (valid), with its edges and the id range beyond it (out_of_range)."""
+    return st.one_of(
+        st.integers(1, ceiling), st.integers(1, ceiling), st.sampled_from([1, ceiling, ceiling + 1]), ids
+    )
+
+
+amounts = _up_to(c.AMOUNT_FEN_MAX)
+quantities = _up_to(c.QUANTITY_MAX)
 text = st.one_of(
     st.text(max_size=20),
     st.sampled_from(["类", "x", "😀"]).flatmap(lambda ch: st.integers(0, 140).map(lambda n: ch * n)),
@@ -244,8 +268,8 @@ EDGES: dict[str, list[Any]] = {
     "category": ["", "c" * 64, "c" * 65, "类" * 64, "类" * 65, None],
     "source": [None, "", "mall", "Mall", "wechat"],
     "ts": _TS_EDGES,
-    "amount_fen": _ID_EDGES,
-    "quantity": [*_ID_EDGES, None],
+    "amount_fen": [*_ID_EDGES, c.AMOUNT_FEN_MAX, c.AMOUNT_FEN_MAX + 1],
+    "quantity": [*_ID_EDGES, c.QUANTITY_MAX, c.QUANTITY_MAX + 1, 2**32, None],
     "merchant_id": [*_ID_EDGES, None],
     "mcn_id": [*_ID_EDGES, None],
     "room_id": _ID_EDGES,
@@ -267,9 +291,9 @@ def near_valid_events(draw: st.DrawFn) -> Any:
         ev["product_id"] = draw(ids)
     if t in ("order", "refund"):
         ev["order_id"] = draw(st.text(min_size=1, max_size=128))
-        ev["amount_fen"] = draw(ids)
+        ev["amount_fen"] = draw(amounts)
     if t == "order" and draw(st.booleans()):
-        ev["quantity"] = draw(st.one_of(ids, st.none()))
+        ev["quantity"] = draw(st.one_of(quantities, st.none()))
     for name in c.COMMON_OPTIONAL:
         if draw(st.integers(0, 3)) == 0:
             ev[name] = draw(
@@ -399,3 +423,59 @@ def test_deadletter_envelope_for_a_batch_element_carries_the_element() -> None:
     assert DEADLETTER.is_valid(doc)
     assert doc["batch_index"] == 1 and doc["reason"] == c.WRONG_TYPE
     assert orjson.loads(base64.b64decode(doc["value_b64"])) == bad
+
+
+def test_one_envelope_carries_a_junk_batch_counted_by_reason() -> None:
+    good = {"event_id": "v-1", "type": "view", "ts": 1, "room_id": 7, "creator_id": 1, "user_id": 1}
+    items = [good, *range(300), *[{**good, "user_id": 0}] * 50]
+    out = decode_message(orjson.dumps(items), b"7", c.VIEW_TYPES, 10, 0)
+    envelope = message_envelope(out.rejections, out.rejected_by_reason, "live.views", 0, 5, b"7", 99)
+    doc = orjson.loads(envelope)
+    assert DEADLETTER.is_valid(doc), list(DEADLETTER.iter_errors(doc))
+    assert (doc["reason"], doc["batch_index"]) == (c.NOT_OBJECT, 1)
+    assert doc["rejected_events"] == 350 == len(items) - len(out.events)
+    assert doc["reasons"] == {c.NOT_OBJECT: 300, c.OUT_OF_RANGE: 50}
+    others = doc["other_rejections"]
+    assert len(others) == MAX_DETAILED_REJECTIONS - 1
+    assert [e["batch_index"] for e in others] == list(range(2, MAX_DETAILED_REJECTIONS + 1))
+    assert [base64.b64decode(e["value_b64"]) for e in others[:2]] == [b"1", b"2"]
+
+
+def _oversized_rejections() -> tuple[list[Rejection], dict[str, int]]:
+    # The worst a message can do: 100 detailed rejections, each a 64 KiB-plus element whose message
+    # shows control characters (6 bytes each once escaped as JSON).
+    raw = b"\x01" * (70 * 1024)
+    message = "\x01" * 1000
+    rejections = [Rejection(c.EVENT_TOO_LARGE, message, i, raw) for i in range(MAX_DETAILED_REJECTIONS)]
+    return rejections, {c.EVENT_TOO_LARGE: 5000, c.NOT_OBJECT: 10_000}
+
+
+def test_envelope_of_an_oversized_message_stays_under_the_topic_limit() -> None:
+    value = b"[" + b"\xff" * (800 * 1024)  # an ~800 KB rejected message: 1.07 MB as plain base64
+    key = b"k" * (600 * 1024)
+    envelope = deadletter_envelope(Rejection(c.NOT_UTF8, "bad", None, value), "live.views", 0, 1, key, 99)
+    record_key = deadletter_key(key)
+    assert len(envelope) + len(record_key) < DEADLETTER_MAX_MESSAGE_BYTES
+    doc = orjson.loads(envelope)
+    assert DEADLETTER.is_valid(doc), list(DEADLETTER.iter_errors(doc))
+    kept = base64.b64decode(doc["value_b64"])
+    assert kept == value[:MAX_VALUE_BYTES] and doc["value_truncated"] is True
+    assert doc["value_length"] == len(value)
+    assert doc["value_sha256"] == hashlib.sha256(value).hexdigest()
+    assert doc["key_truncated"] is True and doc["key"] == "k" * len(record_key)
+
+
+def test_envelope_of_the_worst_batch_stays_under_its_bound() -> None:
+    rejections, counts = _oversized_rejections()
+    key = b"\xff" * 5000  # undecodable: four characters per byte, each backslash escaped again
+    envelope = message_envelope(rejections, counts, "live.views", 0, 1, key, 99)
+    assert len(envelope) <= MAX_ENVELOPE_BYTES
+    assert MAX_ENVELOPE_BYTES + len(deadletter_key(key)) < DEADLETTER_MAX_MESSAGE_BYTES
+    doc = orjson.loads(envelope)
+    assert DEADLETTER.is_valid(doc), list(DEADLETTER.iter_errors(doc))
+    assert doc["rejected_events"] == 15_000
+    others = doc["other_rejections"]
+    assert len(others) == MAX_DETAILED_REJECTIONS - 1  # the budgets fit: the fallback is not needed
+    assert sum(len(base64.b64decode(e["value_b64"])) for e in others) == OTHER_VALUES_BYTES
+    assert all(e["value_length"] == 70 * 1024 for e in others)
+    assert others[-1]["value_b64"] == "" and others[-1]["value_truncated"] is True

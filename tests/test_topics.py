@@ -12,8 +12,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from harness import isolated_env
 
+from pipeline.events.deadletter import MAX_ENVELOPE_BYTES, MAX_KEY_BYTES
 from pipeline.settings import Settings
-from pipeline.topics import MAX_STATE_VALUE_BYTES, changelog_topic, ensure_topics, pipeline_topics
+from pipeline.topics import (
+    DEADLETTER_MAX_MESSAGE_BYTES,
+    MAX_STATE_VALUE_BYTES,
+    changelog_topic,
+    ensure_topics,
+    pipeline_topics,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -59,6 +66,9 @@ def test_changelog_is_compacted_and_takes_values_over_a_megabyte(settings_env, t
     assert configs["cleanup.policy"] == "compact"
     assert int(configs["max.message.bytes"]) == MAX_STATE_VALUE_BYTES
     asyncio.run(produce_large(settings.kafka_bootstrap_servers, changelog_topic(settings), 3 * 1024 * 1024))
+    # The dead-letter topic's limit is set, not inherited from the broker, and fits the largest envelope.
+    dead = asyncio.run(topic_configs(settings.kafka_bootstrap_servers, settings.topics.deadletter))
+    assert int(dead["max.message.bytes"]) == DEADLETTER_MAX_MESSAGE_BYTES > MAX_ENVELOPE_BYTES + MAX_KEY_BYTES
     assert asyncio.run(ensure_topics(settings)) == []  # idempotent
     # Input topics are stamped by the broker: the append time is the pipeline's trusted clock.
     for topic in settings.topics.inputs:

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from harness import WorkerProcess, cli, isolated_env, outcome_totals, produce
 
 from load_tests.generator import TrafficConfig, TrafficModel
+from pipeline.events.contract import MAX_BATCH_EVENTS
 from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
@@ -81,6 +82,11 @@ def mixed_stream(settings: Settings) -> tuple[list[tuple[str, bytes | None, byte
             b"5",
             orjson.dumps([{**view, "event_id": f"late-{i}", "ts": now - 60 * 60_000} for i in range(3)]),
         ),
+        # Junk: 300 rejected elements and one valid event (one envelope); an array over the element cap;
+        # an ~800 KB rejected message, whose plain base64 would pass the dead-letter topic's 1 MB.
+        (t.views, b"5", orjson.dumps([*range(300), {**view, "event_id": "edge-5"}])),
+        (t.views, b"5", orjson.dumps([0] * 300_000)),
+        (t.views, b"5", b"\xff" * 800_000),
     ]
     expected: dict[str, int] = {}
     for topic, _key, value in messages:
@@ -88,7 +94,8 @@ def mixed_stream(settings: Settings) -> tuple[list[tuple[str, bytes | None, byte
             doc = orjson.loads(value) if value else None
         except orjson.JSONDecodeError:
             doc = None
-        events = len(doc) if isinstance(doc, list) and doc and _key_ok(_key) else 1
+        batch = isinstance(doc, list) and doc and _key_ok(_key) and len(doc) <= MAX_BATCH_EVENTS
+        events = len(doc) if batch else 1
         expected[topic] = expected.get(topic, 0) + events
     return messages, expected
 
@@ -97,13 +104,16 @@ def _key_ok(key: bytes | None) -> bool:
     return bool(key) and key.isdigit() and not key.startswith(b"0")
 
 
-async def read_all(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list:
+async def read_all(
+    bootstrap: str, topic: str, count: int, timeout: float = 30, weight=lambda record: 1
+) -> list:
+    """Records of `topic` until their weights add up to `count` (or the timeout)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     records = []
     try:
         deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
+        while sum(map(weight, records)) < count and time.monotonic() < deadline:
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 records += batch
     finally:
@@ -126,9 +136,24 @@ def test_every_consumed_event_has_exactly_one_outcome(worker, env):
     assert totals[(settings.topics.views, "late")] == 3
 
     invalid = int(sum(v for (_t, outcome), v in totals.items() if outcome == "invalid"))
-    dead = asyncio.run(read_all(settings.kafka_bootstrap_servers, settings.topics.deadletter, invalid))
-    assert len(dead) == invalid
+    dead = asyncio.run(
+        read_all(
+            settings.kafka_bootstrap_servers,
+            settings.topics.deadletter,
+            invalid,
+            weight=lambda record: orjson.loads(record.value)["rejected_events"],
+        )
+    )
     envelopes = [orjson.loads(r.value) for r in dead]
+    # One envelope per message with rejections, and together they count every invalid outcome.
+    assert sum(e["rejected_events"] for e in envelopes) == invalid
+    assert len({(e["source_topic"], e["partition"], e["offset"]) for e in envelopes}) == len(envelopes)
+    (junk,) = [e for e in envelopes if e["reasons"].get("not_object") == 300]
+    assert junk["rejected_events"] == 300 and len(junk["other_rejections"]) == 99
+    (capped,) = [e for e in envelopes if e["reason"] == "too_many_events"]
+    assert capped["rejected_events"] == 1 and capped["value_truncated"]
+    (big,) = [e for e in envelopes if e["value_length"] == 800_000]
+    assert big["reason"] == "not_utf8" and len(base64.b64decode(big["value_b64"])) == 256 * 1024
     reasons = {e["reason"] for e in envelopes}
     assert {"empty_value", "not_utf8", "event_too_large", "ts_in_future", "key_mismatch"} <= reasons
     for envelope in envelopes:

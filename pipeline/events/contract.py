@@ -10,6 +10,7 @@ tests over the orjson dict and allocates nothing for a valid event. Only when th
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -19,11 +20,18 @@ ID_MIN = 1
 ID_MAX = 2**63 - 1  # fits ClickHouse Int64/UInt64 and Java long producers
 TS_MIN = 0  # epoch milliseconds UTC; very old events are the window stage's business (late)
 TS_MAX = ID_MAX
+# Per-event ceilings that keep every sum within its ClickHouse column (arithmetic: schemas/events/README.md).
+AMOUNT_FEN_MAX = 10**10  # 1亿 CNY in one order or refund
+QUANTITY_MAX = 10**6  # items in one order; raw_events.quantity is UInt32
 EVENT_ID_MAX_LEN = 128
 ORDER_ID_MAX_LEN = 128
 CATEGORY_MAX_LEN = 64
 MAX_EVENT_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 1024 * 1024
+# The smallest valid event is 77 bytes of JSON, so a 1 MiB batch holds at most 13,443 valid events: this
+# cap never rejects a batch of valid events, and it bounds the per-element work of a junk array (a
+# million-element `[0,0,...]` costs one length check instead of a million rejections).
+MAX_BATCH_EVENTS = 16_384
 
 # -- event types ----------------------------------------------------------------------------------------
 VIEW = "view"
@@ -64,6 +72,7 @@ NOT_UTF8 = "not_utf8"
 NOT_JSON = "not_json"
 EMPTY_BATCH = "empty_batch"
 BAD_KEY = "bad_key"
+TOO_MANY_EVENTS = "too_many_events"
 # Per-event reasons (a batch element, or the single event of a message).
 NOT_OBJECT = "not_object"
 EVENT_TOO_LARGE = "event_too_large"
@@ -84,6 +93,7 @@ REASONS: frozenset[str] = frozenset(
         NOT_JSON,
         EMPTY_BATCH,
         BAD_KEY,
+        TOO_MANY_EVENTS,
         NOT_OBJECT,
         EVENT_TOO_LARGE,
         MISSING_FIELD,
@@ -164,8 +174,8 @@ def validate_event(
                 and type(oid) is str
                 and 0 < len(oid) <= ORDER_ID_MAX_LEN
                 and type(amt) is int
-                and 0 < amt <= ID_MAX
-                and (q is None or (type(q) is int and 0 < q <= ID_MAX))
+                and 0 < amt <= AMOUNT_FEN_MAX
+                and (q is None or (type(q) is int and 0 < q <= QUANTITY_MAX))
                 and (n <= 9 or _optionals_ok(get))
             ):
                 if q is None:  # filled only once the event is known valid: rejects stay as sent
@@ -178,7 +188,7 @@ def validate_event(
                 type(oid) is str
                 and 0 < len(oid) <= ORDER_ID_MAX_LEN
                 and type(amt) is int
-                and 0 < amt <= ID_MAX
+                and 0 < amt <= AMOUNT_FEN_MAX
                 and (n <= 8 or _optionals_ok(get))
             ):
                 return None
@@ -291,9 +301,9 @@ def _check_field(name: str, value: Any) -> Rejected | None:
     elif name == "ts":
         lo, hi, what = TS_MIN, TS_MAX, "an integer: epoch milliseconds UTC"
     elif name == "amount_fen":
-        lo, hi, what = 1, ID_MAX, "a positive integer number of fen (1 CNY = 100 fen)"
+        lo, hi, what = 1, AMOUNT_FEN_MAX, "an integer number of fen (1 CNY = 100 fen) from 1 to 10^10"
     else:  # quantity
-        lo, hi, what = 1, ID_MAX, "an integer >= 1"
+        lo, hi, what = 1, QUANTITY_MAX, "an integer from 1 to 10^6"
     if type(value) is int:
         if lo <= value <= hi:
             return None
@@ -315,5 +325,20 @@ def _show(value: Any) -> str:
     return f"{kind.get(type(value), type(value).__name__)} {text}"
 
 
+@functools.cache  # a handful of frozensets; rejected events of a junk batch would sort them each time
 def _names(values: frozenset[str]) -> str:
     return ", ".join(sorted(values))
+
+
+def event_reason(
+    ev: dict[str, Any],
+    allowed_types: frozenset[str],
+    key_room_id: int | None,
+    now_ms: int,
+    max_skew_ms: int,
+) -> str | None:
+    """The reason code `validate_event` would give `ev`, or None if valid (then `ev` gets its default
+    `quantity` like validate_event). For events past a message's detailed rejections, which are only
+    counted. Never raises."""
+    problem = validate_event(ev, allowed_types, key_room_id, now_ms, max_skew_ms)
+    return None if problem is None else problem[0]

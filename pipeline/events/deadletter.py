@@ -1,21 +1,52 @@
-"""The dead-letter envelope: one JSON document per rejection, published to the dead-letter topic.
+"""The dead-letter envelope: one JSON document per rejected message, published to the dead-letter topic.
 
-Format v1 (schema: schemas/events/deadletter.schema.json; described in schemas/events/README.md):
-`reason`, `message`, `source_topic`, `partition`, `offset`, `key` (the message key decoded as UTF-8,
-undecodable bytes as backslash escapes, or null), `batch_index` (null for a whole-message rejection),
-`value_b64` (base64 of `Rejection.raw`: the original value bytes for a whole message, the orjson
-re-serialization for a batch element), `rejected_at` (epoch ms) and `schema_version` 1.
+Format v1 (schema: schemas/events/deadletter.schema.json; described in schemas/events/README.md).
+The v1 fields describe the message's FIRST rejection: `reason`, `message`, `source_topic`, `partition`,
+`offset`, `key` (the message key decoded as UTF-8, undecodable bytes as backslash escapes, or null),
+`batch_index` (null for a whole-message rejection), `value_b64` (base64 of `Rejection.raw`: the original
+value bytes for a whole message, the orjson re-serialization for a batch element), `rejected_at` (epoch
+ms) and `schema_version` 1. Added fields (readers of the first version ignore them):
+
+* `value_length`, `value_sha256`, `value_truncated`: `value_b64` holds at most MAX_VALUE_BYTES of the
+  rejected bytes; these describe all of them.
+* `rejected_events` and `reasons` ({reason: count}): every rejected event of the message.
+* `other_rejections`: the message's next detailed rejections (at most decode.MAX_DETAILED_REJECTIONS in
+  all), each with `batch_index`, `reason`, `message` and its bytes in the same `value_*` fields; they
+  share OTHER_VALUES_BYTES of bytes, in batch order.
+* `key_truncated`: the key text (and the dead-letter record's key) keeps at most MAX_KEY_BYTES.
+
+Bound: an envelope is at most MAX_ENVELOPE_BYTES whatever the rejections, well below the dead-letter
+topic's `max.message.bytes` (pipeline.topics.DEADLETTER_MAX_MESSAGE_BYTES).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import orjson
 
 from pipeline.events.decode import Rejection
 
 DEADLETTER_SCHEMA_VERSION = 1
+# Bytes of the first rejection kept in `value_b64` (base64: 4/3 of that), and the bytes shared by the
+# `other_rejections`. Both with their full length and SHA-256, so a truncated value can be matched to
+# the source message, which stays readable at source_topic/partition/offset while the topic retains it.
+MAX_VALUE_BYTES = 256 * 1024
+OTHER_VALUES_BYTES = 128 * 1024
+MAX_KEY_BYTES = 1024
+# A `message` is ours and short (offending values are shown truncated); bounded anyway.
+MAX_MESSAGE_CHARS = 300
+# Worst case: 2 x base64 of the byte budgets (524,292) + 100 messages of 300 characters escaped to 6 bytes
+# each (180,000) + per-entry fields and key (< 40,000): under 760,000 bytes. The fallback below enforces it.
+MAX_ENVELOPE_BYTES = 800 * 1024
+
+
+def deadletter_key(key: bytes | None) -> bytes | None:
+    """The key of the dead-letter record: the source message's key, at most MAX_KEY_BYTES of it."""
+    return None if key is None else bytes(key[:MAX_KEY_BYTES])
 
 
 def deadletter_envelope(
@@ -26,18 +57,57 @@ def deadletter_envelope(
     key: bytes | None,
     rejected_at_ms: int,
 ) -> bytes:
-    """Serialize `rejection` with where it came from; never raises for a Rejection from decode."""
-    return orjson.dumps(
-        {
-            "reason": rejection.reason,
-            "message": rejection.message,
-            "source_topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "key": None if key is None else bytes(key).decode("utf-8", "backslashreplace"),
-            "batch_index": rejection.batch_index,
-            "value_b64": base64.b64encode(rejection.raw).decode("ascii"),
-            "rejected_at": rejected_at_ms,
-            "schema_version": DEADLETTER_SCHEMA_VERSION,
-        }
-    )
+    """The envelope of a message with this one rejection; never raises for a Rejection from decode."""
+    return message_envelope([rejection], {rejection.reason: 1}, topic, partition, offset, key, rejected_at_ms)
+
+
+def message_envelope(
+    rejections: Sequence[Rejection],
+    rejected_by_reason: Mapping[str, int],
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    rejected_at_ms: int,
+) -> bytes:
+    """The one envelope of a message: `rejections` (non-empty, in batch order) are its detailed
+    rejections, `rejected_by_reason` counts all of its rejected events. At most MAX_ENVELOPE_BYTES."""
+    first = rejections[0]
+    doc: dict[str, Any] = {
+        "reason": first.reason,
+        "message": first.message[:MAX_MESSAGE_CHARS],
+        "source_topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": None if key is None else bytes(key[:MAX_KEY_BYTES]).decode("utf-8", "backslashreplace"),
+        "batch_index": first.batch_index,
+        **_value_fields(first.raw, MAX_VALUE_BYTES),
+        "rejected_at": rejected_at_ms,
+        "schema_version": DEADLETTER_SCHEMA_VERSION,
+        "rejected_events": sum(rejected_by_reason.values()),
+        "reasons": dict(rejected_by_reason),
+        "key_truncated": key is not None and len(key) > MAX_KEY_BYTES,
+    }
+    others = []
+    budget = OTHER_VALUES_BYTES
+    for r in rejections[1:]:
+        entry = {"batch_index": r.batch_index, "reason": r.reason, "message": r.message[:MAX_MESSAGE_CHARS]}
+        entry.update(_value_fields(r.raw, budget))
+        budget -= min(len(r.raw), budget)
+        others.append(entry)
+    doc["other_rejections"] = others
+    envelope = orjson.dumps(doc)
+    if len(envelope) > MAX_ENVELOPE_BYTES:  # not reachable with the budgets above; a guarantee all the same
+        doc["other_rejections"] = []
+        envelope = orjson.dumps(doc)
+    return envelope
+
+
+def _value_fields(raw: bytes, limit: int) -> dict[str, Any]:
+    kept = raw[:limit]
+    return {
+        "value_b64": base64.b64encode(kept).decode("ascii"),
+        "value_length": len(raw),
+        "value_sha256": hashlib.sha256(raw).hexdigest(),
+        "value_truncated": len(kept) < len(raw),
+    }

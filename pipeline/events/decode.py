@@ -4,13 +4,18 @@ A value is ONE event (a JSON object) or a BATCH (a JSON array of event objects o
 message key). Each outcome is either a valid event (the orjson dict itself) or a `Rejection`:
 
 * whole-message rejections (`batch_index` None, `raw` = the exact original value bytes): empty_value,
-  message_too_large, not_utf8, not_json, not_object (top level), empty_batch, bad_key, and every reason
-  of a single-event message;
+  message_too_large, not_utf8, not_json, not_object (top level), empty_batch, bad_key,
+  too_many_events (an array of more than MAX_BATCH_EVENTS elements, rejected before any element is
+  looked at), and every reason of a single-event message;
 * batch-element rejections (`batch_index` = position, `raw` = the element re-serialized with orjson,
   because orjson does not keep each element's original bytes).
 
-Invariant: `len(events) + len(rejections) == len(array)` for a non-empty array with a usable key, and
-`== 1` for every other value. `decode_message` never raises, whatever the bytes.
+Invariant: `len(events) + rejected == len(array)` for a non-empty array with a usable key, and `== 1`
+for every other value, where `rejected` is the number of rejected events (`rejected_by_reason` counts
+every one of them by reason). Only the first MAX_DETAILED_REJECTIONS of a message are kept as
+`Rejection` objects (with a message and their bytes); the rest are only counted, so the cost of a
+junk batch stays close to that of a valid batch of the same size. `decode_message` never raises,
+whatever the bytes.
 
 Keys: a key is "usable" when it is a canonical decimal room id (ASCII digits, no sign, no leading zero,
 1..2^63-1), i.e. exactly `str(room_id)`; anything else would hash the room to a different partition.
@@ -36,6 +41,8 @@ from pipeline.settings import Topics
 # within the event limit, none of its elements can exceed it, so normal batches cost one dumps per group
 # instead of one per element.
 _SIZE_GROUP = 64
+# Rejections of one message kept in full (reason, message, bytes); later ones are counted by reason only.
+MAX_DETAILED_REJECTIONS = 100
 _NO_KEY = None
 _BAD_KEY = -1
 
@@ -53,8 +60,16 @@ class Rejection:
 
 @dataclass(slots=True)
 class DecodedMessage:
+    """`rejections`: the first MAX_DETAILED_REJECTIONS rejections, in batch order; `rejected_by_reason`:
+    every rejected event of the message, counted by reason (its total is `rejected`)."""
+
     events: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
 
 
 def allowed_types_for_topic(topic: str, topics: Topics) -> frozenset[str]:
@@ -133,6 +148,13 @@ def decode_message(
             return _whole(c.EMPTY_BATCH, "batch array is empty; send at least one event", value)
         if room_key is _NO_KEY or room_key == _BAD_KEY:
             return _whole(c.BAD_KEY, _bad_key_message(key), value)
+        if len(obj) > c.MAX_BATCH_EVENTS:
+            return _whole(
+                c.TOO_MANY_EVENTS,
+                f"batch has {len(obj)} elements, over the {c.MAX_BATCH_EVENTS} element limit; "
+                "split the batch",
+                value,
+            )
         return _decode_batch(obj, room_key, allowed_types, now_ms, max_skew_ms)
 
     if obj is None:
@@ -148,24 +170,44 @@ def _decode_batch(
     oversized = _oversized_indexes(items)
     events: list[dict[str, Any]] = []
     rejections: list[Rejection] = []
+    counts: dict[str, int] = {}
     validate = c.validate_event
     append = events.append
+    detailed = 0
     for i, ev in enumerate(items):
         if type(ev) is dict and (oversized is None or i not in oversized):
-            problem = validate(ev, allowed_types, room_key, now_ms, max_skew_ms)
-            if problem is None:
-                append(ev)
+            if detailed < MAX_DETAILED_REJECTIONS:
+                problem = validate(ev, allowed_types, room_key, now_ms, max_skew_ms)
+                if problem is None:
+                    append(ev)
+                    continue
+                reason, message = problem
+            else:
+                # Past the detailed rejections only the reason is needed: no message is built.
+                reason = c.event_reason(ev, allowed_types, room_key, now_ms, max_skew_ms)
+                if reason is None:
+                    append(ev)
+                    continue
+                counts[reason] = counts.get(reason, 0) + 1
                 continue
-            reason, message = problem
         elif type(ev) is dict:
             reason = c.EVENT_TOO_LARGE
             message = (
                 f"batch element is {oversized[i]} bytes as JSON, over the {c.MAX_EVENT_BYTES} byte limit"
             )
         else:
-            reason, message = c.NOT_OBJECT, f"batch element must be a JSON object, got {_json_kind(ev)}"
-        rejections.append(Rejection(reason, message, i, orjson.dumps(ev), ev if type(ev) is dict else None))
-    return DecodedMessage(events, rejections)
+            reason = c.NOT_OBJECT
+            if detailed >= MAX_DETAILED_REJECTIONS:
+                counts[reason] = counts.get(reason, 0) + 1
+                continue
+            message = f"batch element must be a JSON object, got {_json_kind(ev)}"
+        counts[reason] = counts.get(reason, 0) + 1
+        if detailed < MAX_DETAILED_REJECTIONS:
+            detailed += 1
+            rejections.append(
+                Rejection(reason, message, i, orjson.dumps(ev), ev if type(ev) is dict else None)
+            )
+    return DecodedMessage(events, rejections, counts)
 
 
 def _oversized_indexes(items: list[Any]) -> dict[int, int] | None:
@@ -187,7 +229,7 @@ def _oversized_indexes(items: list[Any]) -> dict[int, int] | None:
 
 
 def _whole(reason: str, message: str, value: bytes, event: dict[str, Any] | None = None) -> DecodedMessage:
-    return DecodedMessage([], [Rejection(reason, message, None, value, event)])
+    return DecodedMessage([], [Rejection(reason, message, None, value, event)], {reason: 1})
 
 
 def _undecodable(value: bytes, exc: Exception) -> DecodedMessage:
