@@ -21,7 +21,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from pipeline.events import contract as c
-from pipeline.events.deadletter import deadletter_envelope
+from pipeline.events.deadletter import REFUSED_BY_CLICKHOUSE, deadletter_envelope, refused_row_envelope
 from pipeline.events.decode import Rejection, allowed_types_for_topic, decode_message
 from pipeline.settings import PROJECT_ROOT, Topics
 
@@ -96,7 +96,8 @@ def test_schema_limits_match_code_constants() -> None:
     assert defs["base"]["properties"]["category"]["maxLength"] == c.CATEGORY_MAX_LEN
     assert set(defs["base"]["properties"]["source"]["enum"]) - {None} == c.SOURCES
     reasons = SCHEMAS["deadletter.schema.json"]["properties"]["reason"]["enum"]
-    assert set(reasons) == c.REASONS and len(reasons) == len(c.REASONS)
+    # The decoder's reasons, and the sink's for a row ClickHouse refused.
+    assert set(reasons) == c.REASONS | {REFUSED_BY_CLICKHOUSE} and len(reasons) == len(c.REASONS) + 1
 
 
 def test_plain_json_schema_counts_float_as_integer_which_the_code_does_not() -> None:
@@ -399,3 +400,14 @@ def test_deadletter_envelope_for_a_batch_element_carries_the_element() -> None:
     assert DEADLETTER.is_valid(doc)
     assert doc["batch_index"] == 1 and doc["reason"] == c.WRONG_TYPE
     assert orjson.loads(base64.b64decode(doc["value_b64"])) == bad
+
+
+@pytest.mark.parametrize("source", [("live.orders", 3, 17), None])
+def test_a_refused_row_envelope_matches_the_deadletter_schema(source) -> None:
+    row = {"window_start": 1, "gmv_fen": 2**64 + 1, "room_id": 7}  # an overflowing sum, as ClickHouse saw it
+    doc = orjson.loads(refused_row_envelope("db.room_windows", row, "Code: 6. boom", None, source, 5))
+    assert DEADLETTER.is_valid(doc), list(DEADLETTER.iter_errors(doc))
+    assert doc["reason"] == REFUSED_BY_CLICKHOUSE and doc["table"] == "db.room_windows"
+    assert doc["row"] == {"window_start": 1, "gmv_fen": str(2**64 + 1), "room_id": 7}
+    assert orjson.loads(base64.b64decode(doc["value_b64"])) == doc["row"]
+    assert (doc["source_topic"], doc["partition"], doc["offset"]) == (source or ("db.room_windows", 0, 0))
