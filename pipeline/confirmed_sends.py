@@ -62,8 +62,7 @@ class SendConfirmations:
         futures = [asyncio.ensure_future(f) for f in pending]
         done, not_done = await asyncio.wait(futures, timeout=timeout)
         if not_done:
-            for f in not_done:
-                f.cancel()
+            # Not cancelled: the producer still owns them, and the worker is about to exit anyway.
             raise SendNotConfirmed(
                 f"{len(not_done)} of {len(futures)} Kafka sends unconfirmed after {timeout:.0f} s"
             )

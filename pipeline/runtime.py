@@ -239,7 +239,10 @@ class StreamRuntime:
         """Publish a row ClickHouse refused for good to the dead-letter topic and wait until Kafka has
         it (the sink's `on_refused`): only then does the row's batch count as written."""
         if refused.fmt == JSON_EACH_ROW:
-            row = orjson.loads(refused.row)
+            try:
+                row = orjson.loads(refused.row)
+            except orjson.JSONDecodeError:
+                row = {"unparsed": bytes(refused.row).decode("utf-8", "backslashreplace")}
             source = (row.get("kafka_topic"), row.get("kafka_partition"), row.get("kafka_offset"))
             if None in source:
                 source = None

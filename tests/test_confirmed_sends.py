@@ -12,6 +12,7 @@ import weakref
 from types import SimpleNamespace
 
 import faust
+import orjson
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.streams import _current_event
@@ -19,6 +20,12 @@ from faust.streams import _current_event
 from pipeline import checkpointing
 from pipeline.checkpointing import CheckpointPipeline, Processed
 from pipeline.confirmed_sends import ConfirmingTable, SendConfirmations, SendNotConfirmed
+from pipeline.metrics import Metrics
+from pipeline.runtime import StreamRuntime
+from pipeline.settings import Settings
+from pipeline.sink.batching import RefusedRow
+from pipeline.sink.tables import ROOM_WINDOW_COLUMNS
+from pipeline.sink.writer import JSON_EACH_ROW, NATIVE
 
 
 class Died(Exception):
@@ -118,3 +125,48 @@ async def test_confirming_table_collects_the_changelog_futures_of_table_writes()
     sends.extend(futures)
     with pytest.raises(SendNotConfirmed):
         await sends.confirm(timeout=5)
+
+
+class FakeTopic:
+    """A Faust topic whose sends the broker answers with `error` (or confirms)."""
+
+    def __init__(self, error: BaseException | None = None):
+        self.sent, self.error = [], error
+
+    async def send(self, key=None, value=None, partition=None):
+        self.sent.append(value)
+        return resolved(asyncio.get_running_loop(), self.error)
+
+
+def refused_window_row() -> RefusedRow:
+    row = (1_700_000_000, 1_700_000_060, 8, 1, 0, 0, 0, 0, 2, 1, 2**64, 0, 0)
+    return RefusedRow("db.room_windows", ROOM_WINDOW_COLUMNS, row, NATIVE, "DataError: gmv_fen", None,
+                      {("live.orders", 2): 41})  # fmt: skip
+
+
+async def test_a_refused_row_is_dead_lettered_and_confirmed_before_its_batch_counts_as_written():
+    settings, metrics, topic = Settings(), Metrics(), FakeTopic()
+    runtime = StreamRuntime(settings, metrics, None, None, SimpleNamespace(deadletter=topic))
+    await runtime.refused_row(refused_window_row())
+    doc = orjson.loads(topic.sent[0])
+    assert (doc["reason"], doc["table"], doc["source_topic"], doc["offset"]) == (
+        "refused_by_clickhouse", "db.room_windows", "live.orders", 41)  # fmt: skip
+    assert doc["row"]["room_id"] == 8 and doc["row"]["gmv_fen"] == str(2**64)
+    assert b'livecommerce_sink_rows_refused_total{table="room_windows"} 1.0' in metrics.exposition()
+    raw = RefusedRow("db.raw_events", (), b'{"event_id":"e","kafka_topic":"live.views","kafka_partition":1,'
+                     b'"kafka_offset":9}', JSON_EACH_ROW, "Code: 27.", 27, {})  # fmt: skip
+    await runtime.refused_row(raw)
+    doc = orjson.loads(topic.sent[1])
+    assert (doc["source_topic"], doc["partition"], doc["offset"], doc["clickhouse_code"]) == (
+        "live.views",
+        1,
+        9,
+        27,
+    )
+
+
+async def test_a_refused_row_whose_dead_letter_fails_is_not_counted_as_handled():
+    runtime = StreamRuntime(Settings(), Metrics(), None, None, SimpleNamespace(deadletter=FakeTopic(
+        MessageSizeTooLargeError())))  # fmt: skip
+    with pytest.raises(SendNotConfirmed):
+        await runtime.refused_row(refused_window_row())
