@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from pipeline import rebalance_seek
 from pipeline.checkpointing import FINISH_ON_SHUTDOWN_S, CheckpointPipeline, exit_unacknowledged
+from pipeline.confirmed_sends import ConfirmingTable
 from pipeline.kafka_options import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
@@ -111,6 +112,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_commit_livelock_soft_timeout=300.0,
         # The worker logs through the root logger configured by the CLI; Faust must not swap stdout.
         worker_redirect_stdouts=False,
+        # Changelog records are confirmed before a checkpoint is acknowledged: see confirmed_sends.
+        Table=ConfirmingTable,
     )
     topics = settings.topics
 
@@ -124,17 +127,22 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         contributions=raw_topic(contributions_topic(settings)),
         app=app,
     )
-    state = app.Table(
+    state = app.Table(  # a ConfirmingTable (the `Table=` setting above): its changelog sends are confirmed
         STATE_TABLE,
         partitions=settings.topic_partitions,
         key_type=bytes,  # bytes keys and values make Faust use the raw codec for store and changelog
         value_type=bytes,
         help="open windows, watermarks and de-duplication memory per input partition",
     )
+
+    async def on_refused(refused) -> None:
+        await runtime.refused_row(refused)
+
     sinks = make_sinks(
         settings,
         InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics),
         raw_writer=InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics),
+        on_refused=on_refused,
     )
     runtime = StreamRuntime(settings, metrics, sinks, state, stream_topics)
     checker = DependencyChecker(settings)
@@ -282,6 +290,7 @@ def health_document(app: faust.App, runtime: StreamRuntime, checker: DependencyC
     for row in partitions:
         part = runtime.rooms.partitions().get((row["topic"], row["partition"]))
         row["watermark_ms"] = part.watermark.value if part and part.watermark.value > 0 else None
+        row["dedup_evicted_by_cap"] = part.dedup.evicted_by_cap if part else 0
     sinks = {}
     for sink in runtime.sinks.all():
         stats = sink.stats
@@ -289,6 +298,8 @@ def health_document(app: faust.App, runtime: StreamRuntime, checker: DependencyC
             "rows_written": stats.rows_written,
             "buffered_rows": stats.buffered_rows,
             "retries": stats.retries,
+            "rows_refused": stats.rows_refused,
+            "last_refusal": stats.last_refusal,
             "backpressure": stats.backpressure,
             "reachable": stats.reachable,
             "last_error": stats.last_error,
@@ -308,5 +319,9 @@ def health_document(app: faust.App, runtime: StreamRuntime, checker: DependencyC
             "repartition_lag": sum(row["lag"] or 0 for row in progress if row["topic"] not in inputs),
         },
         "sink": sinks,
-        "state": {"open_windows": windows, "distinct_users": users},
+        "state": {
+            "open_windows": windows,
+            "distinct_users": users,
+            "dedup_evicted_by_cap": runtime.dedup_evicted_by_cap,
+        },
     }

@@ -91,6 +91,19 @@ class Metrics:
         self.sink_errors = Counter(
             "livecommerce_sink_errors", "Failed insert attempts (each is retried).", ["table"], registry=r
         )
+        self.sink_refused = Counter(
+            "livecommerce_sink_rows_refused",
+            "Rows ClickHouse refused for good (published to the dead-letter topic, not retried).",
+            ["table"],
+            registry=r,
+        )
+        self.dedup_evicted = Counter(
+            "livecommerce_dedup_evicted",
+            "Event ids the de-duplication memory dropped because it reached its cap (should stay 0: a "
+            "retry of a dropped id counts twice).",
+            ["topic"],
+            registry=r,
+        )
         self.sink_insert_duration = Histogram(
             "livecommerce_sink_insert_seconds",
             "Duration of successful inserts into ClickHouse.",

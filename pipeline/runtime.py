@@ -6,9 +6,12 @@ the write it returns makes that checkpoint durable, in this order (see `Checkpoi
 
 1. creator contributions are sent to the repartition topic, and raw events and window rows are
    written to ClickHouse (retried with backoff until they are), side by side;
-2. the contributions are acknowledged by Kafka;
+2. the contributions, dead letters and late events are confirmed by Kafka;
 3. window state, watermarks and de-duplication memory go to the state table (RocksDB + changelog);
-4. the producer is flushed; only then are the batch's input messages acknowledged.
+4. the changelog records are confirmed by Kafka; only then are the batch's input messages
+   acknowledged. A send that fails or is not confirmed in time fails the checkpoint, and the worker
+   exits without acknowledging it (`pipeline.confirmed_sends`).
+A row ClickHouse refuses for good is dead-lettered (`refused_row`) before its batch counts as written.
 
 Writes run one at a time in batch order while the next batch is processed. A crash anywhere replays
 messages after the last commit; window state remembers which offsets it holds, so the replay changes
@@ -30,11 +33,19 @@ from faust.streams import _current_event  # Faust exposes no public way to set t
 from faust.types import TP
 
 from pipeline.checkpointing import CheckpointPipeline, Processed
-from pipeline.events.deadletter import deadletter_key, message_envelope
+from pipeline.confirmed_sends import SendConfirmations
+from pipeline.events.deadletter import (
+    REFUSED_BY_CLICKHOUSE,
+    deadletter_key,
+    message_envelope,
+    refused_row_envelope,
+)
 from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
+from pipeline.sink.batching import RefusedRow
 from pipeline.sink.tables import Sinks
+from pipeline.sink.writer import JSON_EACH_ROW
 from pipeline.topics import contributions_topic
 from pipeline.windows.checkpoint import Checkpoint
 from pipeline.windows.creators import CreatorPartition
@@ -59,12 +70,15 @@ class StreamRuntime:
         self.consumed_topics = frozenset([*settings.topics.inputs, contributions_topic(settings)])
         self.room_pipeline: CheckpointPipeline | None = None  # set by the rooms agent (idle partitions)
         self._active: dict[tuple[str, int], float] = {}  # input partition -> monotonic time of last message
+        self.dedup_evicted_by_cap = 0  # ids this worker's de-duplication memories dropped by their cap
+        self._dedup_evictions_counted: dict[tuple[str, int], int] = {}  # (source, memory id) -> counted
 
     # --- room stage -------------------------------------------------------------------------------
     async def process_room_batch(self, events: Sequence) -> Processed:
         """Apply a batch to the room windows; return the write that makes its checkpoint durable."""
         touched: dict[tuple[str, int], object] = {}
         metrics = self.metrics
+        sends = SendConfirmations()  # dead letters and late events: confirmed before the acknowledgement
         known = self.rooms.partitions()
         owned = await self._owned(events, lambda msg: known.get((msg.topic, msg.partition)))
         for event in owned:
@@ -83,20 +97,21 @@ class StreamRuntime:
                     msg.key,
                     int(time.time() * 1000),
                 )
-                await self.topics.deadletter.send(key=deadletter_key(msg.key), value=envelope)
+                sends.add(await self.topics.deadletter.send(key=deadletter_key(msg.key), value=envelope))
                 for reason, n in result.rejected_by_reason.items():
                     metrics.deadletters.labels(reason=reason).inc(n)
             if result.late:
                 # One message per input message: late events are re-published as a batch.
-                await self.topics.late.send(key=msg.key, value=orjson.dumps(result.late))
+                sends.add(await self.topics.late.send(key=msg.key, value=orjson.dumps(result.late)))
             metrics.count_outcomes(msg.topic, result)
+            self._count_dedup_evictions(part)
             touched[(msg.topic, msg.partition)] = event
             metrics.batch_duration.observe(time.perf_counter() - started)
         now = time.monotonic()
         for tp in touched:
             self._active[tp] = now
         checkpoints = [(last, self.rooms.partition(*tp).checkpoint()) for tp, last in touched.items()]
-        return Processed(functools.partial(self._write_room_checkpoints, checkpoints), events)
+        return Processed(functools.partial(self._write_room_checkpoints, checkpoints, sends), events)
 
     # --- idle input partitions --------------------------------------------------------------------
     def use_room_pipeline(self, pipeline: CheckpointPipeline) -> None:
@@ -152,9 +167,13 @@ class StreamRuntime:
                 log.debug("room stage %s: idle, event time advanced to %d", part.source, asked_ms)
                 context = _PartitionContext(tp.topic, tp.partition, next_offset - 1)
                 checkpoints.append((context, part.checkpoint()))
-        return Processed(functools.partial(self._write_room_checkpoints, checkpoints), events)
+        return Processed(
+            functools.partial(self._write_room_checkpoints, checkpoints, SendConfirmations()), events
+        )
 
-    async def _write_room_checkpoints(self, checkpoints: list[tuple[object, Checkpoint]]) -> None:
+    async def _write_room_checkpoints(
+        self, checkpoints: list[tuple[object, Checkpoint]], sends: SendConfirmations
+    ) -> None:
         metrics = self.metrics
         # Contributions go out first, so that the creator stage works on them while the rows below are
         # inserted: the creator view does not wait for the bulk raw-event insert. Any order of these
@@ -162,10 +181,11 @@ class StreamRuntime:
         for _, cp in checkpoints:
             for target, values in cp.forwards.items():
                 for value in values:
-                    await self.topics.contributions.send(value=value, partition=target)
-        for _, cp in checkpoints:
-            await self.sinks.room_windows.put(cp.window_rows)
-            await self.sinks.raw_events.put(cp.raw_events)
+                    sends.add(await self.topics.contributions.send(value=value, partition=target))
+        for last, cp in checkpoints:
+            position = _position(last)  # names the source of a row ClickHouse refuses
+            await self.sinks.room_windows.put(cp.window_rows, position)
+            await self.sinks.raw_events.put(cp.raw_events, position)
         await self.sinks.room_windows.flush()
         await self.sinks.raw_events.flush()
         written_ms = time.time() * 1000
@@ -175,11 +195,13 @@ class StreamRuntime:
         # Contributions must be in Kafka before any state that says these events were seen: a replay
         # after a crash treats those events as duplicates and would never forward them again.
         await self.topics.flush()
+        await sends.confirm()
         for last, cp in checkpoints:
-            self._write_state(last, cp)
+            sends.extend(self._write_state(last, cp))
             msg = last.message
             metrics.consumer_offset.labels(topic=msg.topic, partition=str(msg.partition)).set(msg.offset + 1)
         await self.topics.flush()
+        await sends.confirm()
 
     def _room_partition(self, topic: str, partition: int) -> RoomPartition:
         known = self.rooms.partitions().get((topic, partition))
@@ -203,12 +225,14 @@ class StreamRuntime:
         return Processed(functools.partial(self._write_creator_checkpoints, checkpoints), events)
 
     async def _write_creator_checkpoints(self, checkpoints: list[tuple[object, Checkpoint]]) -> None:
-        for _, cp in checkpoints:
-            await self.sinks.creator_windows.put(cp.window_rows)
-        await self.sinks.creator_windows.flush()
         for last, cp in checkpoints:
-            self._write_state(last, cp)
+            await self.sinks.creator_windows.put(cp.window_rows, _position(last))
+        await self.sinks.creator_windows.flush()
+        sends = SendConfirmations()
+        for last, cp in checkpoints:
+            sends.extend(self._write_state(last, cp))
         await self.topics.flush()
+        await sends.confirm()
 
     def _creator_partition(self, partition: int) -> CreatorPartition:
         part = self.creators.get(partition)
@@ -277,19 +301,59 @@ class StreamRuntime:
         store = self.table.data
         return store._visible_items(store._dbs[partition])  # Faust has no public per-partition read
 
-    def _write_state(self, event, cp: Checkpoint) -> None:
+    def _write_state(self, event, cp: Checkpoint) -> list:
+        """Write the checkpoint's state changes; return the futures of their changelog records."""
         # Faust's table picks the changelog partition (and RocksDB shard) from the current event; the
         # checkpoint belongs to the partition of `event`, so make it current while writing.
         token = _current_event.set(weakref.ref(event))
         try:
             table = self.table
-            for key, value in cp.state.items():
-                if value is None:
-                    table.pop(key, None)
-                else:
-                    table[key] = value
+            with table.collect_changelog() as futures:
+                for key, value in cp.state.items():
+                    if value is None:
+                        table.pop(key, None)
+                    else:
+                        table[key] = value
         finally:
             _current_event.reset(token)
+        return futures
+
+    async def refused_row(self, refused: RefusedRow) -> None:
+        """Publish a row ClickHouse refused for good to the dead-letter topic and wait until Kafka has
+        it (the sink's `on_refused`): only then does the row's batch count as written."""
+        if refused.fmt == JSON_EACH_ROW:
+            try:
+                row = orjson.loads(refused.row)
+            except orjson.JSONDecodeError:
+                row = {"unparsed": bytes(refused.row).decode("utf-8", "backslashreplace")}
+            source = (row.get("kafka_topic"), row.get("kafka_partition"), row.get("kafka_offset"))
+            if None in source:
+                source = None
+        else:
+            row = dict(zip(refused.columns, refused.row, strict=False))
+            source = next(((t, p, o) for (t, p), o in refused.position.items()), None)
+        envelope = refused_row_envelope(
+            refused.table, row, refused.error, refused.code, source, int(time.time() * 1000)
+        )
+        sends = SendConfirmations()
+        sends.add(await self.topics.deadletter.send(key=None, value=envelope))
+        await sends.confirm()
+        table = refused.table.rsplit(".", 1)[-1]
+        self.metrics.sink_refused.labels(table=table).inc()
+        self.metrics.deadletters.labels(reason=REFUSED_BY_CLICKHOUSE).inc()
+
+    def _count_dedup_evictions(self, part: RoomPartition) -> None:
+        # The memory's counter is cumulative per instance; a partition restored after a rebalance has a
+        # new one, hence the identity in the key.
+        evicted, key = part.dedup.evicted_by_cap, (part.source, id(part.dedup))
+        new = evicted - self._dedup_evictions_counted.get(key, 0)
+        if new > 0:
+            self._dedup_evictions_counted = {
+                k: v for k, v in self._dedup_evictions_counted.items() if k[0] != key[0]
+            }
+            self._dedup_evictions_counted[key] = evicted
+            self.dedup_evicted_by_cap += new
+            self.metrics.dedup_evicted.labels(topic=part.topic).inc(new)
 
     def watermark_ms(self) -> int | None:
         """The event time every room partition of this worker has passed (None before any event)."""
@@ -303,6 +367,11 @@ class StreamRuntime:
             windows += w
             users += u
         return windows, users
+
+
+def _position(event) -> dict[tuple[str, int], int]:
+    msg = event.message
+    return {(msg.topic, msg.partition): msg.offset}
 
 
 LOG_APPEND_TIME = 1  # Kafka's record timestamp type: set by the broker (0 is CreateTime, by the producer)

@@ -26,9 +26,11 @@ from pipeline.events.deadletter import (
     MAX_ENVELOPE_BYTES,
     MAX_VALUE_BYTES,
     OTHER_VALUES_BYTES,
+    REFUSED_BY_CLICKHOUSE,
     deadletter_envelope,
     deadletter_key,
     message_envelope,
+    refused_row_envelope,
 )
 from pipeline.events.decode import MAX_DETAILED_REJECTIONS, Rejection, allowed_types_for_topic, decode_message
 from pipeline.settings import PROJECT_ROOT, Topics
@@ -108,7 +110,8 @@ def test_schema_limits_match_code_constants() -> None:
     assert defs["base"]["properties"]["category"]["maxLength"] == c.CATEGORY_MAX_LEN
     assert set(defs["base"]["properties"]["source"]["enum"]) - {None} == c.SOURCES
     reasons = SCHEMAS["deadletter.schema.json"]["properties"]["reason"]["enum"]
-    assert set(reasons) == c.REASONS and len(reasons) == len(c.REASONS)
+    # The decoder's reasons, and the sink's for a row ClickHouse refused.
+    assert set(reasons) == c.REASONS | {REFUSED_BY_CLICKHOUSE} and len(reasons) == len(c.REASONS) + 1
 
 
 def test_plain_json_schema_counts_float_as_integer_which_the_code_does_not() -> None:
@@ -479,3 +482,14 @@ def test_envelope_of_the_worst_batch_stays_under_its_bound() -> None:
     assert sum(len(base64.b64decode(e["value_b64"])) for e in others) == OTHER_VALUES_BYTES
     assert all(e["value_length"] == 70 * 1024 for e in others)
     assert others[-1]["value_b64"] == "" and others[-1]["value_truncated"] is True
+
+
+@pytest.mark.parametrize("source", [("live.orders", 3, 17), None])
+def test_a_refused_row_envelope_matches_the_deadletter_schema(source) -> None:
+    row = {"window_start": 1, "gmv_fen": 2**64 + 1, "room_id": 7}  # an overflowing sum, as ClickHouse saw it
+    doc = orjson.loads(refused_row_envelope("db.room_windows", row, "Code: 6. boom", None, source, 5))
+    assert DEADLETTER.is_valid(doc), list(DEADLETTER.iter_errors(doc))
+    assert doc["reason"] == REFUSED_BY_CLICKHOUSE and doc["table"] == "db.room_windows"
+    assert doc["row"] == {"window_start": 1, "gmv_fen": str(2**64 + 1), "room_id": 7}
+    assert orjson.loads(base64.b64decode(doc["value_b64"])) == doc["row"]
+    assert (doc["source_topic"], doc["partition"], doc["offset"]) == (source or ("db.room_windows", 0, 0))

@@ -4,6 +4,8 @@ goes through the room stage's checkpoint pipeline to the state table and the rep
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import SimpleNamespace
 
 import orjson
@@ -52,9 +54,13 @@ class Table(dict):
         self.partitions[key] = current_event().message.partition
         super().__setitem__(key, value)
 
+    @contextlib.contextmanager
+    def collect_changelog(self):
+        yield []  # changelog writes of this fake need no confirmation
+
 
 class Sink:
-    async def put(self, rows):
+    async def put(self, rows, position=None):
         pass
 
     async def flush(self):
@@ -67,6 +73,9 @@ class Topic:
 
     async def send(self, value, partition=None, key=None):
         self.sent.append((partition, value))
+        confirmed = asyncio.get_running_loop().create_future()
+        confirmed.set_result(None)  # the broker's confirmation, at once
+        return confirmed
 
 
 def make_runtime(assigned, ends, committed, clock):

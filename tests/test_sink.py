@@ -7,6 +7,7 @@ import random
 
 import orjson
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
@@ -17,8 +18,10 @@ from pipeline.sink import (
     FlushPolicy,
     ListWriter,
     RetryPolicy,
+    RowsRefused,
     SinkFailed,
 )
+from pipeline.sink.policy import REFUSED, TRANSIENT, classify_failure
 from pipeline.sink.tables import (
     CREATOR_WINDOW_COLUMNS,
     RAW_EVENT_COLUMNS,
@@ -333,3 +336,127 @@ async def test_a_json_sink_without_convert_refuses_rows_that_are_not_bytes():
     await sink.flush()
     assert writer.rows(T) == [{"n": 3}]  # nothing of the refused put was buffered
     await sink.close()
+
+
+# -- rows the store refuses for good ------------------------------------------------------------------
+class PoisonWriter(ListWriter):
+    """Refuses, for good, any batch holding a row whose second field is "poison" (like ClickHouse
+    refusing a block for one value); fails transiently the first `transient` attempts."""
+
+    def __init__(self, transient: int = 0, error: Exception | None = None):
+        super().__init__()
+        self.transient = transient
+        self.error = error or RowsRefused("Code: 321. VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE")
+        self.attempts: list[tuple[str, int]] = []  # (token, rows)
+
+    async def write(self, table, columns, rows, dedup_token, fmt=NATIVE):
+        self.attempts.append((dedup_token, len(rows)))
+        if self.transient > 0:
+            self.transient -= 1
+            raise ConnectionError("ClickHouse is down")
+        if any(row[1] == "poison" for row in rows):
+            raise self.error
+        await super().write(table, columns, rows, dedup_token, fmt)
+
+
+def poisoned(n: int, bad: set[int]) -> list[tuple]:
+    return [(i, "poison" if i in bad else f"r{i}") for i in range(n)]
+
+
+async def test_a_refused_row_is_handed_on_and_the_rest_of_its_batch_is_written():
+    writer, refused = PoisonWriter(transient=2), []
+
+    async def on_refused(r):
+        refused.append(r)
+
+    sink = BatchingSink(
+        writer, T, ("a", "b"), policy=FlushPolicy(max_rows=64), retry=FAST_RETRY, on_refused=on_refused
+    )
+    batch = poisoned(50, bad={7, 31})
+    await sink.put(batch[:20], {("live.orders", 3): 120})
+    await sink.put(batch[20:], {("live.orders", 3): 121})
+    await sink.flush()
+    assert sorted(writer.rows(T)) == [r for r in batch if r[1] != "poison"]
+    assert [r.row for r in refused] == [(7, "poison"), (31, "poison")]
+    assert [dict(r.position) for r in refused] == [{("live.orders", 3): 120}, {("live.orders", 3): 121}]
+    assert refused[0].code == 321 and "VALUE_IS_OUT_OF_RANGE" in refused[0].error
+    assert (sink.stats.rows_written, sink.stats.rows_refused) == (48, 2)
+    assert sink.written_position == {("live.orders", 3): 121}  # the partition moves on
+    # Two transient failures retried as a whole first; a refusal is never retried as is.
+    tokens = [token for token, _ in writer.attempts]
+    assert tokens[0] == tokens[1] == tokens[2] and len(set(tokens[2:])) == len(tokens) - 2
+
+
+async def test_split_tokens_are_derived_from_the_batch_token_so_a_replayed_half_is_not_stored_twice():
+    writer = PoisonWriter()
+    sink = BatchingSink(writer, T, ("a", "b"), policy=FlushPolicy(max_rows=8), on_refused=_ignore)
+    await sink.put(poisoned(8, bad={0}))
+    await sink.flush()
+    first, *rest = [token for token, _ in writer.attempts]
+    assert all(token.startswith(first + "/") for token in rest)
+    assert {token for _, token, _ in writer.batches} <= {t for t, _ in writer.attempts}
+    # A second write of a half that landed (same token) is dropped, as ClickHouse does.
+    table, token, count = writer.batches[-1]
+    await writer.write(table, ("a", "b"), [(99, "x")] * count, token)
+    assert len(writer.rows(T)) == 7
+
+
+async def test_without_on_refused_a_refused_row_stops_the_sink_instead_of_being_dropped():
+    sink = BatchingSink(PoisonWriter(), T, ("a", "b"), policy=FlushPolicy(max_rows=4))
+    await sink.put(poisoned(4, bad={2}))
+    with pytest.raises(SinkFailed):
+        await sink.flush()
+
+
+async def test_a_failing_on_refused_stops_the_sink():
+    async def failing(r):
+        raise RuntimeError("dead-letter topic unreachable")
+
+    sink = BatchingSink(PoisonWriter(), T, ("a", "b"), policy=FlushPolicy(max_rows=4), on_refused=failing)
+    await sink.put(poisoned(4, bad={2}))
+    with pytest.raises(SinkFailed):
+        await sink.flush()
+
+
+async def _ignore(r):
+    return None
+
+
+def _ch_error(cls, code, text):
+    return cls(
+        f"Received ClickHouse exception, code: {code}, server response: Code: {code}. {text}", code=code
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (RowsRefused("x"), REFUSED),
+        (DataError("Failed to write column 'gmv_fen': int too big to convert"), REFUSED),
+        (_ch_error(DatabaseError, 6, "DB::Exception: Cannot parse input (CANNOT_PARSE_TEXT)"), REFUSED),
+        (_ch_error(DatabaseError, 321, "Value out of range (VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE)"), REFUSED),
+        (
+            _ch_error(DatabaseError, 252, "Too many partitions for single INSERT block (more than 100)"),
+            REFUSED,
+        ),
+        (_ch_error(DatabaseError, 252, "Too many parts (3001). Merges are processing slower"), TRANSIENT),
+        (_ch_error(DatabaseError, 241, "Memory limit exceeded (MEMORY_LIMIT_EXCEEDED)"), TRANSIENT),
+        (_ch_error(DatabaseError, 242, "Table is in readonly mode (TABLE_IS_READ_ONLY)"), TRANSIENT),
+        (_ch_error(OperationalError, 159, "Timeout exceeded"), TRANSIENT),
+        (_ch_error(DatabaseError, 60, "Unknown table"), TRANSIENT),  # every row alike: wait for a fix
+        (DatabaseError("HTTP 500, server response: Code: 202. Too many simultaneous queries"), TRANSIENT),
+        (DatabaseError("HTTP 500, server response: Code: 27. Cannot parse input"), REFUSED),
+        (OperationalError("Error HTTPConnectionPool: connection refused"), TRANSIENT),
+        (ConnectionError("down"), TRANSIENT),
+        (TimeoutError(), TRANSIENT),
+        (ValueError("a bug"), TRANSIENT),
+    ],
+)
+def test_failures_are_classified_by_clickhouse_error_code(exc, expected):
+    assert classify_failure(exc) == expected
+
+
+def test_refused_rows_are_a_metric():
+    metrics = Metrics()
+    metrics.sink_refused.labels(table="room_windows").inc()
+    assert b'livecommerce_sink_rows_refused_total{table="room_windows"} 1.0' in metrics.exposition()

@@ -212,3 +212,55 @@ async def test_retried_json_batch_with_the_same_token_is_not_stored_twice(ch):
     assert client.command(f"SELECT count(), uniqExact(event_id) FROM {db}.raw_events") == ["250", "250"]
     assert await sinks.close(timeout=5)
     await writer.close()
+
+
+async def test_rows_clickhouse_refuses_for_good_are_handed_on_and_the_rest_is_written(ch):
+    """The poison rows of issue 13 on the real engine: an overflowing Int64 sum and a window_start past
+    DateTime's range (refused by the client, clickhouse-connect's DataError), and a raw event whose ts
+    ClickHouse cannot parse (refused by the server). Each batch is written without them; nothing is
+    retried forever. (A JSON quantity over UInt32 is NOT refused: ClickHouse stores it wrapped, which
+    is why the event contract caps quantity below 2^32.)"""
+    settings, client = ch
+    db = settings.clickhouse_database
+    writer = ClickHouseWriter.from_settings(settings)
+    refused = []
+
+    async def on_refused(r):
+        refused.append(r)
+
+    sinks = make_sinks(settings, writer, on_refused=on_refused)
+    overflow = (T0, 8, 1, 0, 0, 0, 0, 2, 1, 2 * (2**63 - 1), 0, 0)
+    far_future = (2**32 * 1000, 9, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0)
+    good = [room_row(0, room, 1) for room in range(10, 30)]
+    await sinks.room_windows.put(
+        [*good[:7], overflow, *good[7:15], far_future, *good[15:]], {("live.orders", 2): 5}
+    )
+    bad_ts = raw(99).replace(b'"ts":"', b'"ts":"x')
+    await sinks.raw_events.put([raw(i) for i in range(30)] + [bad_ts])
+    await sinks.flush()
+    assert client.command(f"SELECT count() FROM {db}.room_windows") == 20
+    assert client.command(f"SELECT count() FROM {db}.raw_events") == 30
+    refused_events = [r for r in refused if r.table.endswith("raw_events")]
+    assert [r.row for r in refused_events] == [bad_ts]
+    assert refused_events[0].code is not None and f"Code: {refused_events[0].code}" in refused_events[0].error
+    window_refusals = [r for r in refused if r.table.endswith("room_windows")]
+    assert sorted(r.row[2] for r in window_refusals) == [8, 9]
+    assert all(dict(r.position) == {("live.orders", 2): 5} for r in window_refusals)
+    assert sinks.room_windows.stats.rows_refused == 2 and sinks.raw_events.stats.rows_refused == 1
+    assert await sinks.close(timeout=5)
+    await writer.close()
+
+
+async def test_a_block_over_the_partition_limit_is_split_until_it_lands(ch):
+    settings, client = ch
+    db = settings.clickhouse_database
+    writer = ClickHouseWriter.from_settings(settings)
+    sinks = make_sinks(settings, writer, on_refused=None)  # no row may be refused: the sink would stop
+    # The server's default max_partitions_per_insert_block is 100: 150 days is 150 partitions.
+    days = [(T0 // 86_400_000 - d) * 86_400_000 for d in range(150)]
+    await sinks.room_windows.put([(day, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0) for day in days])
+    await sinks.flush()
+    assert client.command(f"SELECT count() FROM {db}.room_windows") == 150
+    assert sinks.room_windows.stats.errors >= 1  # the whole block was refused first
+    assert await sinks.close(timeout=5)
+    await writer.close()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
 import time
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from harness import WorkerProcess, cli, isolated_env, outcome_totals, produce
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from harness import WorkerProcess, cli, group_lag, isolated_env, outcome_totals, produce
 
 from load_tests.generator import TrafficConfig, TrafficModel
+from pipeline.checkpointing import EXIT_CHECKPOINT_FAILED
 from pipeline.events.contract import MAX_BATCH_EVENTS
 from pipeline.settings import Settings
 
@@ -164,3 +167,30 @@ def test_every_consumed_event_has_exactly_one_outcome(worker, env):
 
     late = asyncio.run(read_all(settings.kafka_bootstrap_servers, settings.topics.late, 1))
     assert [ev["event_id"] for ev in orjson.loads(late[0].value)] == ["late-0", "late-1", "late-2"]
+
+
+async def _create_topic(settings: Settings, name: str, config: dict[str, str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, settings.topic_partitions, 1, topic_configs=config)])
+    finally:
+        await admin.close()
+
+
+def test_a_dead_letter_the_broker_refuses_stops_the_worker_without_acknowledging(worker, env):
+    """A send that fails on the broker (here a dead letter over the topic's max.message.bytes) must not
+    be logged and forgotten: the worker exits (status 70) and the message stays unacknowledged."""
+    settings = Settings.from_env(env)
+    asyncio.run(_create_topic(settings, settings.topics.deadletter, {"max.message.bytes": "2048"}))
+    worker.start()
+    views = settings.topics.views
+    asyncio.run(produce(settings.kafka_bootstrap_servers, [(views, b"7", b"not json " * 1000)]))
+    try:
+        code = worker.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the worker kept running:\n{worker.log_tail()}") from None
+    assert code == EXIT_CHECKPOINT_FAILED, worker.log_tail()
+    assert "exiting without acknowledging" in worker.log_tail(200)
+    lag = asyncio.run(group_lag(settings))
+    assert sum(n for tp, n in lag.items() if tp.startswith(f"{views}/")) == 1  # replayed on restart

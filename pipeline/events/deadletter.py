@@ -17,6 +17,10 @@ ms) and `schema_version` 1. Added fields (readers of the first version ignore th
 
 Bound: an envelope is at most MAX_ENVELOPE_BYTES whatever the rejections, well below the dead-letter
 topic's `max.message.bytes` (pipeline.topics.DEADLETTER_MAX_MESSAGE_BYTES).
+
+A row ClickHouse refused for good (`refused_row_envelope`, reason `refused_by_clickhouse`) has the
+same fields, ClickHouse's message as `message`, and three more: `table`, `clickhouse_code` and `row`
+(the row as a JSON object; `value_b64` is that JSON's bytes).
 """
 
 from __future__ import annotations
@@ -111,3 +115,50 @@ def _value_fields(raw: bytes, limit: int) -> dict[str, Any]:
         "value_sha256": hashlib.sha256(raw).hexdigest(),
         "value_truncated": len(kept) < len(raw),
     }
+
+
+REFUSED_BY_CLICKHOUSE = "refused_by_clickhouse"
+MAX_REFUSAL_MESSAGE_CHARS = 2_000  # ClickHouse's messages can quote a whole block; the start says why
+
+
+def refused_row_envelope(
+    table: str,
+    row: dict,
+    message: str,
+    code: int | None,
+    source: tuple[str, int, int] | None,
+    rejected_at_ms: int,
+) -> bytes:
+    """The envelope of a row ClickHouse refused for good (format v1, fields added; see the module).
+
+    `row` is the row as a JSON object (column -> value; integers outside 64 bits become strings);
+    `source` the (topic, partition, offset) of the input message the row came from: a raw event's own
+    position, or for a window row the last message of the checkpoint that wrote it; when unknown,
+    `source_topic` is the table and `partition` and `offset` are 0.
+    `value_b64` holds the row's JSON, so a tool can re-insert it once the cause is fixed."""
+    row_json = orjson.dumps({key: _json_value(value) for key, value in row.items()})
+    topic, partition, offset = source if source else (table, 0, 0)
+    return orjson.dumps(
+        {
+            "reason": REFUSED_BY_CLICKHOUSE,
+            "message": message[:MAX_REFUSAL_MESSAGE_CHARS],
+            "source_topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key": None,
+            "batch_index": None,
+            "value_b64": base64.b64encode(row_json).decode("ascii"),
+            "rejected_at": rejected_at_ms,
+            "schema_version": DEADLETTER_SCHEMA_VERSION,
+            "table": table,
+            "clickhouse_code": code,
+            "row": orjson.Fragment(row_json),
+        }
+    )
+
+
+def _json_value(value):
+    # orjson refuses integers beyond 64 bits (an overflowing sum is exactly such a row).
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value

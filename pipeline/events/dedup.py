@@ -6,7 +6,17 @@ sent with the same key). State is bounded two ways:
 * by time: ids are filed in buckets of event time; when the highest event time seen (or a value passed
   to `advance`) moves past a bucket's end + horizon, the whole bucket is dropped in one step;
 * by count: over `max_entries`, the oldest ids are dropped first (counted in `evicted_by_cap`, which
-  should stay 0; if it grows, duplicates older than the surviving entries can slip through).
+  should stay 0; if it grows, duplicates older than the surviving entries can slip through). The
+  worker exports it as `livecommerce_dedup_evicted_total{topic}` and on `/health`
+  (`dedup_evicted_by_cap` per partition and in total).
+
+Memory (measured with tracemalloc on CPython 3.11, 200,000 ids): the dict and bucket deques take about
+47 bytes per id, and the memory keeps each id's string and ts int alive: about 85 + 32 bytes for a
+36-character UUID id, so about 165 bytes per id in all (about 140 for 12-character ids). A partition
+holds its event rate times `DEDUP_HORIZON_SECONDS` ids (1,000 events/s over 600 s: 600,000 ids, about
+100 MB); the cap, `DEFAULT_MAX_ENTRIES` = 1,000,000 ids per partition, bounds it at about 165 MB per
+input partition (times the input partitions a worker owns). Reaching it means a partition takes more
+than cap / horizon events per second (1,667/s at the defaults).
 
 Guarantee: a repeat of an event_id whose first copy was recorded and whose `ts` is within `horizon_ms`
 of the highest event time seen is reported as a duplicate, unless the cap evicted it.
@@ -21,7 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-DEFAULT_MAX_ENTRIES = 1_000_000  # about 100-150 MB of ids per partition at ~36-char event_ids
+DEFAULT_MAX_ENTRIES = 1_000_000  # about 165 MB per partition at 36-char event_ids (see the docstring)
 _BUCKETS_PER_HORIZON = 16
 
 

@@ -1,10 +1,10 @@
 """Batching writer from the stream to ClickHouse: `Writer` protocol (rows as `NATIVE` tuples or
 `JSON_EACH_ROW` bytes), `ClickHouseWriter`, `ListWriter`, `BatchingSink` (size/time batches, retry with
-backoff, backpressure, commit-after-write), and the row contracts of the three tables the stream writes
-(`tables`)."""
+backoff, backpressure, commit-after-write, refused rows isolated and handed on), and the row contracts
+of the three tables the stream writes (`tables`)."""
 
-from pipeline.sink.batching import BatchingSink, SinkFailed, SinkStats
-from pipeline.sink.policy import BULK, DEFAULT_RETRY, ONCE_PER_SECOND, FlushPolicy, RetryPolicy
+from pipeline.sink.batching import BatchingSink, RefusedRow, SinkFailed, SinkStats
+from pipeline.sink.policy import BULK, DEFAULT_RETRY, ONCE_PER_SECOND, FlushPolicy, RetryPolicy, RowsRefused
 from pipeline.sink.writer import JSON_EACH_ROW, NATIVE, ListWriter, RowFormat, Writer
 
 __all__ = [
@@ -16,8 +16,10 @@ __all__ = [
     "BatchingSink",
     "FlushPolicy",
     "ListWriter",
+    "RefusedRow",
     "RetryPolicy",
     "RowFormat",
+    "RowsRefused",
     "SinkFailed",
     "SinkStats",
     "Writer",

@@ -5,8 +5,16 @@ Contract:
   `policy.max_buffered_rows` or more (backpressure). It never writes itself and never blocks the loop.
 - A background task writes batches of at most `policy.max_rows`, when that many are buffered or the
   oldest row is `policy.max_seconds` old. Rows stay buffered until their batch is written; a failed
-  write is retried with the same rows and the same dedup token (so a write that in fact landed is not
-  stored twice), with capped exponential backoff, forever unless `retry.max_attempts` is set.
+  write that failed for a transient reason (`policy.classify_failure`: connection, timeout, overload,
+  read-only replica) is retried with the same rows and the same dedup token (so a write that in fact
+  landed is not stored twice), with capped exponential backoff, forever unless `retry.max_attempts` is
+  set.
+- A batch the store refuses for good (a value out of its column's range, too many partitions in one
+  block) is split in halves, recursively, each half written (and retried) on its own with a token
+  derived from its parent's, so a replay in the same process splits the same way and stays
+  idempotent. A single row still refused is handed to `on_refused` (a `RefusedRow`: the dead-letter
+  topic, in the worker) and counts as done: the other rows land and the partition moves on. Without
+  `on_refused` the sink stops (`SinkFailed`) rather than drop a row.
 - `await flush()` returns only when every row put before the call is written: call it before
   committing Kafka offsets. `written_position` / `on_written` give the highest Kafka offsets whose
   rows are all written, for callers that commit progressively instead.
@@ -24,11 +32,19 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.sink.policy import DEFAULT_RETRY, ONCE_PER_SECOND, FlushPolicy, RetryPolicy
+from pipeline.sink.policy import (
+    DEFAULT_RETRY,
+    ONCE_PER_SECOND,
+    REFUSED,
+    FlushPolicy,
+    RetryPolicy,
+    classify_failure,
+    clickhouse_code,
+)
 from pipeline.sink.writer import NATIVE, RowFormat, Writer
 
 log = logging.getLogger(__name__)
@@ -39,6 +55,8 @@ Position = Mapping[tuple[str, int], int]  # (topic, partition) -> offset
 @dataclass
 class SinkStats:
     rows_written: int = 0
+    rows_refused: int = 0  # rows the store refused for good, handed to `on_refused`
+    last_refusal: str | None = None
     batches_written: int = 0
     retries: int = 0
     errors: int = 0
@@ -53,6 +71,23 @@ class SinkFailed(RuntimeError):
     """The sink gave up on a batch (only with `retry.max_attempts`) or its task died."""
 
 
+@dataclass(frozen=True)
+class RefusedRow:
+    """A row the store refused for good, with the store's reason and where the row came from.
+
+    `row` is the row as written (a NATIVE tuple in `columns` order, or JSON-object bytes); `position`
+    is the position given to the `put` that buffered it (empty if none); `code` the ClickHouse error
+    code when known."""
+
+    table: str
+    columns: tuple[str, ...]
+    row: Any
+    fmt: RowFormat
+    error: str
+    code: int | None
+    position: Mapping[tuple[str, int], int]
+
+
 class BatchingSink:
     def __init__(
         self,
@@ -65,13 +100,14 @@ class BatchingSink:
         convert: Callable[[Any], Any] | None = None,
         fmt: RowFormat = NATIVE,
         on_written: Callable[[dict[tuple[str, int], int]], None] | None = None,
+        on_refused: Callable[[RefusedRow], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.writer, self.table, self.columns, self.fmt = writer, table, tuple(columns), fmt
         self.policy, self.retry = policy, retry
         # Default: a NATIVE row may come as any sequence; JSON rows are taken as they are.
         self._convert = convert or (tuple if fmt == NATIVE else None)
-        self._on_written, self._clock = on_written, clock
+        self._on_written, self._on_refused, self._clock = on_written, on_refused, clock
         self.stats = SinkStats()
         self.written_position: dict[tuple[str, int], int] = {}
         self._buffer: list[Any] = []
@@ -103,8 +139,8 @@ class BatchingSink:
         self._buffer.extend(converted)
         self._put_seq += len(converted)
         self._arrivals.append((self._put_seq, self._clock()))
-        if position:
-            self._marks.append((self._put_seq, dict(position)))
+        # Every put leaves a mark (empty without a position): a refused row finds its put's position.
+        self._marks.append((self._put_seq, dict(position or {})))
         self.stats.buffered_rows = len(self._buffer)
         if len(self._buffer) >= self.policy.max_rows:
             self._wakeup.set()
@@ -174,7 +210,8 @@ class BatchingSink:
                 if not self._buffer:
                     return  # closing and drained
                 batch = self._buffer[: self.policy.max_rows]
-                await self._write_with_retry(batch, f"{self._token_prefix}:{next(self._batch_numbers)}")
+                token = f"{self._token_prefix}:{next(self._batch_numbers)}"
+                await self._write_isolating(batch, token, self._written_seq)
                 del self._buffer[: len(batch)]
                 self._written_seq += len(batch)
                 self._after_write(len(batch))
@@ -206,7 +243,43 @@ class BatchingSink:
             self._arrivals.popleft()
         return self._arrivals[0][1] if self._arrivals else self._clock()
 
-    async def _write_with_retry(self, batch: list[Any], token: str) -> None:
+    async def _write_isolating(self, rows: list[Any], token: str, first_seq: int) -> None:
+        """Write `rows`; if the store refuses them for good, write each half on its own (recursively),
+        and hand a single refused row to `on_refused`. `first_seq` is the put sequence of rows[0]."""
+        refusal = await self._write_with_retry(rows, token)
+        if refusal is None:
+            return
+        if len(rows) == 1:
+            await self._refuse(rows[0], refusal, first_seq)
+            return
+        # Halves: a batch with one bad row costs about 2*log2(len) extra inserts, and ClickHouse's
+        # "too many partitions in one block" resolves itself once the halves are small enough.
+        # The tokens extend the parent's: a half that landed before a crash of this process is not
+        # re-stored by a retry of the same half.
+        mid = len(rows) // 2
+        await self._write_isolating(rows[:mid], f"{token}/a", first_seq)
+        await self._write_isolating(rows[mid:], f"{token}/b", first_seq + mid)
+
+    async def _refuse(self, row: Any, exc: BaseException, seq: int) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if self._on_refused is None:
+            raise SinkFailed(
+                f"{self.table} refused a row and the sink has no on_refused: {error[:300]}"
+            ) from exc
+        position: Mapping[tuple[str, int], int] = {}
+        for put_seq, mark in self._marks:  # the put that buffered row number `seq` (0-based)
+            if put_seq > seq:
+                position = mark
+                break
+        refused = RefusedRow(self.table, self.columns, row, self.fmt, error, clickhouse_code(exc), position)
+        log.error("%s refused a row for good; dead-lettered: %s", self.table, error[:300])
+        await self._on_refused(refused)
+        self.stats.rows_refused += 1
+        self.stats.last_refusal = error[:300]
+
+    async def _write_with_retry(self, batch: list[Any], token: str) -> BaseException | None:
+        """Write `batch`, retrying transient failures; None once written, or the exception with which
+        the store refused it for good."""
         failures = 0
         while True:
             started = self._clock()
@@ -217,6 +290,8 @@ class BatchingSink:
                 self.stats.errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 self.stats.reachable = getattr(self.writer, "reachable", False)
+                if classify_failure(exc) == REFUSED:
+                    return exc
                 if self.retry.max_attempts is not None and failures >= self.retry.max_attempts:
                     raise SinkFailed(f"giving up on a batch of {len(batch)} rows for {self.table}") from exc
                 delay = self.retry.delay(failures)
@@ -233,10 +308,10 @@ class BatchingSink:
                 continue
             self.stats.last_insert_seconds = self._clock() - started
             self.stats.reachable = True
-            return
+            self.stats.rows_written += len(batch)
+            return None
 
     def _after_write(self, count: int) -> None:
-        self.stats.rows_written += count
         self.stats.batches_written += 1
         self.stats.buffered_rows = len(self._buffer)
         covered: dict[tuple[str, int], int] = {}

@@ -31,7 +31,7 @@ The converters below turn them into the tables' insert rows (formats: pipeline.s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ import orjson
 
 from pipeline.events.contract import FIELDS_BY_TYPE
 from pipeline.settings import Settings
-from pipeline.sink.batching import BatchingSink
+from pipeline.sink.batching import BatchingSink, RefusedRow
 from pipeline.sink.policy import BULK, ONCE_PER_SECOND, FlushPolicy
 from pipeline.sink.writer import JSON_EACH_ROW, Writer
 
@@ -146,10 +146,12 @@ def make_sinks(
     raw_writer: Writer | None = None,
     window_policy: FlushPolicy = ONCE_PER_SECOND,
     raw_policy: FlushPolicy = BULK,
+    on_refused: Callable[[RefusedRow], Awaitable[None]] | None = None,
 ) -> Sinks:
     """The three sinks the stream writes to, on `settings.clickhouse_database`. Raw events go through
     `raw_writer` if given: a writer inserts one batch at a time, and the window tables, which the
-    leaderboards wait for, should not queue behind a bulk raw-event insert."""
+    leaderboards wait for, should not queue behind a bulk raw-event insert. `on_refused` gets every row
+    ClickHouse refuses for good (see `BatchingSink`)."""
     db, window_ms = settings.clickhouse_database, settings.window_ms
     return Sinks(
         raw_events=BatchingSink(
@@ -158,6 +160,7 @@ def make_sinks(
             RAW_EVENT_COLUMNS,
             policy=raw_policy,
             fmt=JSON_EACH_ROW,  # the room stage puts `raw_event_line`s
+            on_refused=on_refused,
         ),
         room_windows=BatchingSink(
             writer,
@@ -165,6 +168,7 @@ def make_sinks(
             ROOM_WINDOW_COLUMNS,
             policy=window_policy,
             convert=lambda r: room_window_row(r, window_ms),
+            on_refused=on_refused,
         ),
         creator_windows=BatchingSink(
             writer,
@@ -172,5 +176,6 @@ def make_sinks(
             CREATOR_WINDOW_COLUMNS,
             policy=window_policy,
             convert=lambda r: creator_window_row(r, window_ms),
+            on_refused=on_refused,
         ),
     )
