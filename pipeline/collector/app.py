@@ -52,6 +52,7 @@ class Collector:
 
 
 COLLECTOR = web.AppKey("collector", Collector)
+READY_TASK = web.AppKey("ready_task", asyncio.Task)
 
 
 def build_app(settings: Settings, metrics: CollectorMetrics | None = None, sender: KafkaSender | None = None):
@@ -77,8 +78,12 @@ def build_app(settings: Settings, metrics: CollectorMetrics | None = None, sende
         ),
         topic_of=intake.topic_by_type(settings.topics),
     )
-    # The body limit is ours (a JSON 413); aiohttp's own limit only guards against much larger bodies.
-    app = web.Application(client_max_size=settings.collector_max_body_bytes + 1, middlewares=[_guard])
+    # aiohttp's body limit applies to the raw body; decompression is ours (intake.gunzip), bounded too.
+    app = web.Application(
+        client_max_size=settings.collector_max_body_bytes + 1,
+        middlewares=[_guard],
+        handler_args={"auto_decompress": False},
+    )
     app[COLLECTOR] = state
     app.router.add_post("/v1/events", post_events)
     app.router.add_route("OPTIONS", "/v1/events", preflight)
@@ -99,7 +104,7 @@ async def _startup(app: web.Application) -> None:
         await state.sender.ready.wait()
         state.metrics.kafka_ready.set(1)
 
-    app["ready_task"] = asyncio.get_running_loop().create_task(ready())
+    app[READY_TASK] = asyncio.get_running_loop().create_task(ready())
 
 
 async def _drain(app: web.Application) -> None:
@@ -111,7 +116,7 @@ async def _cleanup(app: web.Application) -> None:
     state = app[COLLECTOR]
     await state.batcher.close()
     await state.sender.stop()
-    app["ready_task"].cancel()
+    app[READY_TASK].cancel()
 
 
 def _error(status: int, code: str, message: str, retry_after: float | None = None) -> web.Response:
