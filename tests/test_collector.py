@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -23,6 +25,7 @@ from pipeline.settings import Settings, Topics
 from pipeline.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
+JS = Path(__file__).resolve().parent / "js"
 
 
 def now_ms() -> int:
@@ -191,3 +194,45 @@ async def test_a_full_queue_answers_503_and_bad_input_is_still_a_200(settings):
             'livecommerce_collector_rejections_total{reason="queue_full"} 1.0'
             in metrics.exposition().decode()
         )
+
+
+async def test_js_sdk_sends_through_the_real_collector(settings):
+    await ensure_topics(settings)
+    async with collector(settings) as (_http, _metrics):
+        proc = await asyncio.create_subprocess_exec(
+            "node", str(JS / "send_with_sdk.js"), f"http://127.0.0.1:{settings.collector_port}", "30",
+            "7300000000000000002", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["rejected"] == ["missing_field"] and report["left"] == 0
+    records = await read_topic(settings.kafka_bootstrap_servers, settings.topics.views, 30)
+    events = [ev for r in records for ev in orjson.loads(r.value)]
+    assert sorted(e["event_id"] for e in events) == sorted(report["ids"])
+    assert {e["room_id"] for e in events} == {7300000000000000002}  # a 64-bit id, exact
+
+
+def test_python_client_against_the_real_collector(settings):
+    from pipeline.collector.client import CollectorClient, UploadRefused
+
+    async def main():
+        await ensure_topics(settings)
+        async with collector(settings):
+            client = CollectorClient(f"http://127.0.0.1:{settings.collector_port}")
+            order = client.event("order", room_id=3, creator_id=1, user_id=2, order_id="o-1", product_id=4,
+                                 amount_fen=9900)  # fmt: skip
+            big = [
+                client.event("view", room_id=3, creator_id=1, user_id=i + 1, category="x" * 40)
+                for i in range(60)
+            ]
+            results = await asyncio.to_thread(lambda: (client.send([order]), client.send(big)))
+            with pytest.raises(UploadRefused) as err:
+                await asyncio.to_thread(client.send, [])
+            return order, results, err.value
+
+    order, (r1, r2), refused = asyncio.run(main())
+    assert (r1.accepted, r1.rejected, r2.accepted) == (1, 0, 60)  # the second one went gzip-compressed
+    assert (refused.status, refused.error) == (400, "empty_batch")
+    records = asyncio.run(read_topic(settings.kafka_bootstrap_servers, settings.topics.orders, 1))
+    assert orjson.loads(records[0].value) == [order | {"quantity": 1}]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import subprocess
+from pathlib import Path
 
 import orjson
 import pytest
@@ -206,3 +208,12 @@ def test_token_buckets_forget_idle_names():
     now[0] += 5
     buckets.take("new")
     assert len(buckets) == 1
+
+
+def test_js_sdk_unit_tests_pass_under_node():
+    """tests/js/livecommerce.test.js: batching, retries with the same ids, page hide, 64-bit ids."""
+    js = Path(__file__).resolve().parent / "js"
+    result = subprocess.run(
+        ["node", "--test", str(js)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
