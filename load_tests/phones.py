@@ -135,8 +135,9 @@ def register(sub: Any) -> None:
     p.add_argument("--events", type=int, default=None, help="stop after this many records (default: never)")
     p.add_argument("--rooms", type=int, default=500)
     p.add_argument("--creators", type=int, default=150)
-    p.add_argument("--users", type=int, default=200_000)
+    p.add_argument("--users", type=int, default=5_000, help="viewers, each with one phone (default 5000)")
     p.add_argument("--max-events", type=int, default=5, help="most events per upload (default 5)")
+    p.add_argument("--flush-seconds", type=float, default=5.0, help="most a phone holds an event (default 5)")
     p.add_argument("--concurrency", type=int, default=64, help="uploads in flight (default 64)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--progress-interval", type=float, default=10.0)
@@ -172,7 +173,8 @@ async def _run(args: argparse.Namespace, url: str, key: str | None, model: Traff
 
     reporter = asyncio.ensure_future(progress())
     try:
-        uploads = phone_uploads(model, args.events, max_events=args.max_events, seed=args.seed)
+        flush_after = max(1, int(args.flush_seconds * args.rate))  # in records: the model's clock
+        uploads = phone_uploads(model, args.events, args.max_events, flush_after, seed=args.seed)
         return await send_uploads(url, uploads, app_key=key, concurrency=args.concurrency, rate=args.rate,
                                   stop=stop, stats=stats)  # fmt: skip
     finally:

@@ -77,7 +77,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         if args.direct:
             children.append(("generator", _spawn(["generate", *traffic], log_dir / "generator.log")))
         else:
-            children.append(("collector", _spawn(["collector"], log_dir / "collector.log")))
+            # Every simulated phone is 127.0.0.1 here: the per-address limit would throttle them all as one.
+            no_address_limit = {"COLLECTOR_RATE_PER_ADDRESS": "0"}
+            children.append(("collector", _spawn(["collector"], log_dir / "collector.log", no_address_limit)))
             _wait_for_collector(settings, children[-1][1], log_dir / "collector.log")
             children.append(("phones", _spawn(["phones", *traffic], log_dir / "phones.log")))
         base = f"http://{settings.web_host}:{settings.web_port}"
@@ -117,14 +119,14 @@ def _run_cli(argv: list[str]) -> None:
         raise UserFacingError(f"`livecommerce {' '.join(argv)}` failed with exit code {result.returncode}")
 
 
-def _spawn(argv: list[str], log_path) -> subprocess.Popen:
+def _spawn(argv: list[str], log_path, env: dict[str, str] | None = None) -> subprocess.Popen:
     # Own process group: the terminal's Ctrl-C reaches only the demo, which stops children in order.
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
 
