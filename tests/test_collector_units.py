@@ -99,6 +99,9 @@ class FakeKafka:
         self.fail = False
 
     async def send(self, topic, key, value):
+        return asyncio.ensure_future(self._deliver(topic, key, value))
+
+    async def _deliver(self, topic, key, value):
         await self.gate.wait()
         if self.fail:
             raise ConnectionError("broker down")

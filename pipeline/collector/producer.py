@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.kafka_options import client_options
 from pipeline.settings import Settings
@@ -14,6 +15,26 @@ log = logging.getLogger(__name__)
 
 # Bytes a Kafka request adds around one record batch (headers, record overhead); generous on purpose.
 _REQUEST_OVERHEAD = 64 * 1024
+
+
+class CachedPartitioner(DefaultPartitioner):
+    """Kafka's default key partitioning (murmur2, as the generator and Java clients use), remembered
+    per room key: aiokafka's murmur2 is pure Python, and the same few thousand rooms repeat."""
+
+    def __init__(self, max_keys: int = 200_000):
+        self._cache: dict[tuple[bytes, int], int] = {}
+        self._max_keys = max_keys
+
+    def __call__(self, key, all_partitions, available):
+        if key is None:
+            return DefaultPartitioner.__call__(key, all_partitions, available)
+        slot = (key, len(all_partitions))
+        partition = self._cache.get(slot)
+        if partition is None:
+            if len(self._cache) >= self._max_keys:
+                self._cache.clear()
+            partition = self._cache[slot] = DefaultPartitioner.__call__(key, all_partitions, available)
+        return partition
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
@@ -29,6 +50,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         max_request_size=settings.collector_max_message_bytes + _REQUEST_OVERHEAD,
         request_timeout_ms=max(30_000, settings.collector_produce_timeout_s * 1000),
         client_id=f"{settings.app_id}-collector",
+        partitioner=CachedPartitioner(),
         **client_options(settings),
     )
 
@@ -63,10 +85,10 @@ class KafkaSender:
             log.info("Kafka producer connected to %s", self.settings.kafka_bootstrap_servers)
             return
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future:
+        """Hand one message to the producer; returns the future of the broker's acknowledgement."""
         assert self.producer is not None, "send before the producer is ready"
-        delivery = await self.producer.send(topic, value, key=key)
-        await delivery
+        return await self.producer.send(topic, value, key=key)
 
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
