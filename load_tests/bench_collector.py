@@ -86,10 +86,13 @@ def main() -> int:
         batched = metric(text, "livecommerce_collector_batch_events_sum")
         print("$ " + " ".join(cmd) + f"   (EVENTS={args.events} ROOMS={args.rooms})")
         print(out)
-        print(f"collector: {accepted:,.0f} events accepted in {elapsed:.1f} s = {accepted / elapsed:,.0f} events/s; "
-              f"{messages:,.0f} Kafka messages, {batched / max(messages, 1):.1f} events per message; "
-              f"collector CPU {cpu / elapsed:.2f} cores; load average before {load_before:.2f}, "
-              f"after {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
+        rate = accepted / elapsed
+        print(
+            f"collector: {accepted:,.0f} events accepted in {elapsed:.1f} s = {rate:,.0f} events/s; "
+            f"{messages:,.0f} Kafka messages, {batched / max(messages, 1):.1f} events per message; "
+            f"collector CPU {cpu / elapsed:.2f} cores; load average before {load_before:.2f}, "
+            f"after {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        )
         produce_sum = metric(text, "livecommerce_collector_produce_seconds_sum")
         produce_n = metric(text, "livecommerce_collector_produce_seconds_count")
         print(f"produce to ack mean {1000 * produce_sum / max(produce_n, 1):.1f} ms")
