@@ -8,8 +8,10 @@ import logging
 import sys
 
 from load_tests import cli as generate_cli
+from load_tests import phones
 from pipeline import app_cli, demo
 from pipeline.clickhouse import cli as clickhouse_cli
+from pipeline.collector import cli as collector_cli
 from pipeline.errors import UserFacingError
 from pipeline.local import cli as local_cli
 from pipeline.serving import campaigns_cli
@@ -23,7 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each command module owns its parser; heavy imports (Faust, chdb) stay inside the commands.
-    for module in (local_cli, app_cli, clickhouse_cli, campaigns_cli, generate_cli, demo):
+    for module in (
+        local_cli,
+        app_cli,
+        clickhouse_cli,
+        campaigns_cli,
+        generate_cli,
+        demo,
+        collector_cli,
+        phones,
+    ):
         module.register(sub)
     return parser
 

@@ -1,10 +1,11 @@
 """`livecommerce demo`: the whole pipeline on this machine, until Ctrl-C.
 
 Starts (or reuses) the local Kafka broker and ClickHouse server, applies the migrations, creates the
-topics, then runs a worker and the traffic generator as child processes, the way they run in
-production. Prints where everything is and a status line every few seconds. Ctrl-C (or SIGTERM)
-stops the generator, then the worker (which finishes its checkpoint), then the services it started;
-services that were already running are left running.
+topics, then runs a worker, the HTTP collector and simulated phones uploading through it as child
+processes, the way they run in production (`--direct`: the generator produces straight to Kafka
+instead, as the benchmarks do). Prints where everything is and a status line every few seconds.
+Ctrl-C (or SIGTERM) stops the traffic, then the collector, then the worker (which finishes its
+checkpoint), then the services it started; services that were already running are left running.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--creators", type=int, default=150, help="creators hosting them (default 150)")
     demo.add_argument("--seed", type=int, default=None, help="traffic seed (default: a new one each run)")
+    demo.add_argument(
+        "--direct", action="store_true", help="generator straight to Kafka instead of phones -> collector"
+    )
     demo.set_defaults(func=run_demo)
 
 
@@ -68,9 +72,16 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         children.append(("worker", _spawn(["worker"], log_dir / "worker.log")))
         _wait_for_worker(settings, children[0][1], log_dir / "worker.log")
         seed = args.seed if args.seed is not None else int(time.time())
-        generate = ["generate", "--rate", str(args.rate), "--rooms", str(args.rooms)]
-        generate += ["--creators", str(args.creators), "--seed", str(seed), "--progress-interval", "60"]
-        children.append(("generator", _spawn(generate, log_dir / "generator.log")))
+        traffic = ["--rate", str(args.rate), "--rooms", str(args.rooms), "--creators", str(args.creators)]
+        traffic += ["--seed", str(seed), "--progress-interval", "60"]
+        if args.direct:
+            children.append(("generator", _spawn(["generate", *traffic], log_dir / "generator.log")))
+        else:
+            # Every simulated phone is 127.0.0.1 here: the per-address limit would throttle them all as one.
+            no_address_limit = {"COLLECTOR_RATE_PER_ADDRESS": "0"}
+            children.append(("collector", _spawn(["collector"], log_dir / "collector.log", no_address_limit)))
+            _wait_for_collector(settings, children[-1][1], log_dir / "collector.log")
+            children.append(("phones", _spawn(["phones", *traffic], log_dir / "phones.log")))
         base = f"http://{settings.web_host}:{settings.web_port}"
         print(
             f"\ndemo: running. Leaderboard page: {base}/   health: {base}/health   metrics: {base}/metrics\n"
@@ -108,14 +119,14 @@ def _run_cli(argv: list[str]) -> None:
         raise UserFacingError(f"`livecommerce {' '.join(argv)}` failed with exit code {result.returncode}")
 
 
-def _spawn(argv: list[str], log_path) -> subprocess.Popen:
+def _spawn(argv: list[str], log_path, env: dict[str, str] | None = None) -> subprocess.Popen:
     # Own process group: the terminal's Ctrl-C reaches only the demo, which stops children in order.
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
 
@@ -135,6 +146,25 @@ def _wait_for_worker(settings: Settings, proc: subprocess.Popen, log_path, timeo
             pass
         time.sleep(0.5)
     raise UserFacingError(f"the worker did not answer {url} within {timeout_s:.0f} s; see {log_path}")
+
+
+def _wait_for_collector(settings: Settings, proc: subprocess.Popen, log_path, timeout_s: float = 60) -> None:
+    url = f"http://{settings.collector_host}:{settings.collector_port}/health"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserFacingError(
+                f"the collector exited during start (code {proc.returncode}); see {log_path}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    print(f"demo: collector up at {url.removesuffix('/health')}/v1/events; log: {log_path}")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise UserFacingError(f"the collector did not answer {url} within {timeout_s:.0f} s; see {log_path}")
 
 
 def _stop_child(name: str, proc: subprocess.Popen, timeout_s: float = 30) -> None:

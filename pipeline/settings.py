@@ -69,6 +69,20 @@ class Settings:
     consumer_session_timeout_s: int = 30
     local_dir: Path = PROJECT_ROOT / ".local"
     log_level: str = "info"
+    # The HTTP collector (`livecommerce collector`); see pipeline/collector/.
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 8088
+    collector_app_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (app name, key)
+    collector_linger_ms: int = 50
+    collector_max_message_bytes: int = 256 * 1024
+    collector_max_body_bytes: int = 1024 * 1024
+    collector_max_events_per_request: int = 500
+    collector_max_pending_events: int = 200_000
+    collector_max_pending_bytes: int = 64 * 1024 * 1024
+    collector_produce_timeout_s: int = 10
+    collector_rate_per_key: int = 20_000
+    collector_rate_per_address: int = 100
+    collector_cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,7 +153,72 @@ class Settings:
             ),
             local_dir=Path(env.get("LIVECOMMERCE_LOCAL_DIR") or cls.local_dir).resolve(),
             log_level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            **_collector_settings(r, env),
         )
+
+
+def _collector_settings(r: _Reader, env: Mapping[str, str]) -> dict:
+    """The collector's fields; kept apart so the worker's settings above stay as they were."""
+    max_message = r.integer("COLLECTOR_MAX_MESSAGE_BYTES", 256 * 1024, minimum=70 * 1024, maximum=1024 * 1024)
+    return {
+        "collector_host": r.text("COLLECTOR_HOST", "127.0.0.1"),
+        "collector_port": r.integer("COLLECTOR_PORT", 8088, minimum=1, maximum=65535),
+        "collector_app_keys": _app_keys(env.get("COLLECTOR_APP_KEYS", "")),
+        "collector_linger_ms": r.integer("COLLECTOR_LINGER_MS", 50, minimum=0, maximum=5000),
+        "collector_max_message_bytes": max_message,
+        "collector_max_body_bytes": r.integer(
+            "COLLECTOR_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=16 * 1024 * 1024
+        ),
+        "collector_max_events_per_request": r.integer(
+            "COLLECTOR_MAX_EVENTS_PER_REQUEST", 500, minimum=1, maximum=10_000
+        ),
+        "collector_max_pending_events": r.integer("COLLECTOR_MAX_PENDING_EVENTS", 200_000, minimum=1),
+        "collector_max_pending_bytes": r.integer(
+            "COLLECTOR_MAX_PENDING_BYTES", 64 * 1024 * 1024, minimum=max_message
+        ),
+        "collector_produce_timeout_s": r.integer(
+            "COLLECTOR_PRODUCE_TIMEOUT_SECONDS", 10, minimum=1, maximum=120
+        ),
+        "collector_rate_per_key": r.integer("COLLECTOR_RATE_PER_KEY", 20_000, minimum=0),
+        "collector_rate_per_address": r.integer("COLLECTOR_RATE_PER_ADDRESS", 100, minimum=0),
+        "collector_cors_origins": _origins(r.text("COLLECTOR_CORS_ORIGINS", "")),
+    }
+
+
+def _app_keys(raw: str) -> tuple[tuple[str, str], ...]:
+    """COLLECTOR_APP_KEYS: comma-separated `app=key` pairs (or bare keys, named app1, app2, ...).
+    Errors never echo a key."""
+    pairs: list[tuple[str, str]] = []
+    for i, part in enumerate(p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        app, sep, key = part.partition("=")
+        if not sep:
+            app, key = f"app{i + 1}", part
+        app, key = app.strip(), key.strip()
+        if not app or not all(c.isalnum() or c in "._-" for c in app):
+            raise SettingsError(
+                f"COLLECTOR_APP_KEYS: entry {i + 1} has a bad app name (letters, digits, ._-)"
+            )
+        if len(key) < 16 or not key.isascii() or not key.isprintable() or " " in key:
+            raise SettingsError(
+                f"COLLECTOR_APP_KEYS: the key of app {app!r} must be at least 16 printable ASCII characters"
+            )
+        pairs.append((app, key))
+    if len({app for app, _ in pairs}) != len(pairs) or len({key for _, key in pairs}) != len(pairs):
+        raise SettingsError("COLLECTOR_APP_KEYS: app names and keys must be unique")
+    return tuple(pairs)
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise SettingsError(
+                f"COLLECTOR_CORS_ORIGINS must list origins like https://shop.example.com, got {origin!r}"
+            )
+    return origins
 
 
 class _Reader:

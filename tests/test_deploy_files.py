@@ -37,7 +37,8 @@ COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 K8S = DEPLOY / "k8s"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "livecommerce-pipeline.json"
 CLUSTER = "livecommerce"
-SECRET_KEYS = {"CLICKHOUSE_PASSWORD", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "WEB_AUTH_TOKEN"}
+SECRET_KEYS = {"CLICKHOUSE_PASSWORD", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "WEB_AUTH_TOKEN",
+               "COLLECTOR_APP_KEYS"}  # fmt: skip
 
 
 # --- sources of truth: settings, metrics, ClickHouse schema ------------------------------------------
@@ -628,7 +629,7 @@ def test_k8s_migrate_job_runs_the_cluster_migration():
 def test_k8s_services_select_the_workers():
     labels = worker_pod()["metadata"]["labels"]
     port_names = {p["name"] for p in worker_pod()["spec"]["containers"][0]["ports"]}
-    services = [o for o in k8s_objects() if o["kind"] == "Service"]
+    services = [o for o in k8s_objects() if o["kind"] == "Service" and o["metadata"]["name"] != COLLECTOR]
     assert services
     for svc in services:
         assert svc["spec"]["selector"].items() <= labels.items()
@@ -646,4 +647,56 @@ def test_k8s_kustomization_renders():
     assert result.returncode == 0, result.stderr
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc)
     assert kinds == sorted(["Namespace", "ConfigMap", "Job", "StatefulSet", "Service", "Service",
-                            "PodDisruptionBudget"])  # fmt: skip
+                            "PodDisruptionBudget", "Deployment", "Service",
+                            "HorizontalPodAutoscaler"])  # fmt: skip
+
+
+COLLECTOR = "livecommerce-collector"
+SASL = {"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}
+
+
+def collector_container() -> dict:
+    return k8s_object("Deployment", COLLECTOR)["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_k8s_collector_is_a_scaled_deployment_behind_a_service():
+    deployment = k8s_object("Deployment", COLLECTOR)
+    pod = deployment["spec"]["template"]
+    container = collector_container()
+    assert container["args"] == ["collector"]
+    assert container["image"] == worker_pod()["spec"]["containers"][0]["image"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    config = k8s_object("ConfigMap", "livecommerce-config")["data"]
+    assert int(config["COLLECTOR_PORT"]) in {p["containerPort"] for p in container["ports"]}
+    # Readiness on /health (503 until Kafka is connected); liveness must not depend on Kafka.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert (
+        "httpGet" not in container["livenessProbe"]
+        or container["livenessProbe"]["httpGet"]["path"] != "/health"
+    )
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    grace = pod["spec"]["terminationGracePeriodSeconds"]
+    assert grace > Settings.from_env(config | SASL).collector_produce_timeout_s + 5, (
+        "in-flight uploads get answers"
+    )
+    service = k8s_object("Service", COLLECTOR)
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {p["name"] for p in container["ports"]}
+    hpa = k8s_object("HorizontalPodAutoscaler", COLLECTOR)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": COLLECTOR}
+    assert 1 < hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+
+
+def test_k8s_collector_listens_publicly_only_with_app_keys_from_the_secret():
+    from pipeline.collector.limits import CollectorConfigError, check_startup
+
+    config = k8s_object("ConfigMap", "livecommerce-config")["data"]
+    container = collector_container()
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert all("value" not in e for e in container["env"])
+    assert refs["COLLECTOR_APP_KEYS"]["name"] == "livecommerce-secrets"
+    assert not refs["COLLECTOR_APP_KEYS"].get("optional"), "a collector pod without keys must not start"
+    assert set(refs) <= setting_names() and set(config) <= setting_names()
+    with pytest.raises(CollectorConfigError):  # what a pod would do without the Secret's keys
+        check_startup(Settings.from_env(config | SASL))
+    check_startup(Settings.from_env(config | SASL | {"COLLECTOR_APP_KEYS": "web=" + "k" * 32}))

@@ -1,0 +1,114 @@
+"""Load test of one collector process with wrk on loopback (see load_tests/RESULTS.md).
+
+    .venv/bin/python -m load_tests.bench_collector [--duration 30] [--connections 64] [--events 5]
+
+Starts a private single-node Kafka broker (temporary directory, free ports, the project's jars), creates
+the topics, starts `livecommerce collector` (rate limits off: every wrk connection is 127.0.0.1), runs
+`wrk -t1 --latency -s load_tests/collector.lua`, then reads the collector's /metrics for the events per
+Kafka message. Prints a summary; everything it started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from pipeline.local.kafka import LocalKafka
+from pipeline.local.kafka_jars import default_lib_dir
+from pipeline.local.process import find_free_port
+from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
+
+HERE = Path(__file__).resolve().parent
+
+
+def metric(text: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=30)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--events", type=int, default=5, help="events per request")
+    ap.add_argument("--rooms", type=int, default=1000)
+    ap.add_argument("--linger-ms", type=int, default=50)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench_collector: needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="bench-collector-"))
+    broker = LocalKafka(directory=work / "kafka", lib_dir=default_lib_dir(Settings.from_env().local_dir),
+                        port=find_free_port(), controller_port=find_free_port(), tied=True)  # fmt: skip
+    collector = None
+    try:
+        broker.start()
+        port = find_free_port()
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "COLLECTOR_PORT": str(port),
+               "COLLECTOR_RATE_PER_ADDRESS": "0", "COLLECTOR_RATE_PER_KEY": "0",
+               "COLLECTOR_LINGER_MS": str(args.linger_ms), "LOG_LEVEL": "warning"}  # fmt: skip
+        asyncio.run(ensure_topics(Settings.from_env(env)))
+        log = (work / "collector.log").open("wb")
+        collector = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "collector"], env=env, stdout=log,
+                                     stderr=subprocess.STDOUT)  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+               "-s", str(HERE / "collector.lua"), base + "/v1/events"]  # fmt: skip
+        wrk_env = {**os.environ, "EVENTS": str(args.events), "ROOMS": str(args.rooms)}
+        load_before = os.getloadavg()[0]
+        cpu_before = _cpu_seconds(collector.pid)
+        started = time.monotonic()
+        out = subprocess.run(cmd, env=wrk_env, capture_output=True, text=True, check=False).stdout
+        elapsed = time.monotonic() - started
+        cpu = _cpu_seconds(collector.pid) - cpu_before
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        accepted = metric(text, 'livecommerce_collector_events_total{outcome="accepted"}')
+        messages = metric(text, "livecommerce_collector_batch_events_count")
+        batched = metric(text, "livecommerce_collector_batch_events_sum")
+        print("$ " + " ".join(cmd) + f"   (EVENTS={args.events} ROOMS={args.rooms})")
+        print(out)
+        rate = accepted / elapsed
+        print(
+            f"collector: {accepted:,.0f} events accepted in {elapsed:.1f} s = {rate:,.0f} events/s; "
+            f"{messages:,.0f} Kafka messages, {batched / max(messages, 1):.1f} events per message; "
+            f"collector CPU {cpu / elapsed:.2f} cores; load average before {load_before:.2f}, "
+            f"after {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        )
+        produce_sum = metric(text, "livecommerce_collector_produce_seconds_sum")
+        produce_n = metric(text, "livecommerce_collector_produce_seconds_count")
+        print(f"produce to ack mean {1000 * produce_sum / max(produce_n, 1):.1f} ms")
+        return 0
+    finally:
+        if collector is not None:
+            collector.terminate()
+            collector.wait(30)
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
