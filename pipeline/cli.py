@@ -12,7 +12,7 @@ from pipeline import app_cli, demo
 from pipeline.clickhouse import cli as clickhouse_cli
 from pipeline.errors import UserFacingError
 from pipeline.local import cli as local_cli
-from pipeline.serving import campaigns_cli
+from pipeline.serving import campaigns_cli, dimensions_cli
 from pipeline.settings import Settings, SettingsError
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each command module owns its parser; heavy imports (Faust, chdb) stay inside the commands.
-    for module in (local_cli, app_cli, clickhouse_cli, campaigns_cli, generate_cli, demo):
+    for module in (local_cli, app_cli, clickhouse_cli, campaigns_cli, dimensions_cli, generate_cli, demo):
         module.register(sub)
     return parser
 

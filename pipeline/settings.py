@@ -67,6 +67,7 @@ class Settings:
     consumer_session_timeout_s: int = 30
     local_dir: Path = PROJECT_ROOT / ".local"
     log_level: str = "info"
+    new_mcn_months: int = 12  # 新锐MCN赛道: agencies signed with the platform within this many months
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,6 +127,7 @@ class Settings:
             ),
             local_dir=Path(env.get("LIVECOMMERCE_LOCAL_DIR") or cls.local_dir).resolve(),
             log_level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            new_mcn_months=r.integer("NEW_MCN_MONTHS", cls.new_mcn_months, minimum=1, maximum=120),
         )
 
 
