@@ -64,13 +64,15 @@ def _tail(client, settings: Settings, c: Campaign, kind: str) -> dict:
 def as_of_ms(
     settings: Settings, c: Campaign, latest_end_s: int | None, watermark_ms: int | None
 ) -> int | None:
-    """Event time the data is complete to: the stream's watermark when known, else the newest window's
-    end minus the allowed lateness (the watermark rule applied to stored data); within the campaign."""
+    """Event time the stored data is complete to: the newest stored window's end minus the allowed
+    lateness (the watermark rule applied to what the board reads), and never past the stream's
+    watermark when known; within the campaign. Not the watermark alone: it is the room stage's, and the
+    creator windows are written a checkpoint later, so a cut at the watermark would count buyers whose
+    orders are not in the windows yet."""
+    value = latest_end_s * 1000 - settings.allowed_lateness_ms if latest_end_s is not None else None
     if watermark_ms is not None:
-        value = watermark_ms
-    elif latest_end_s is not None:
-        value = latest_end_s * 1000 - settings.allowed_lateness_ms
-    else:
+        value = watermark_ms if value is None else min(value, watermark_ms)
+    if value is None:
         return None
     return max(c.starts_ms, min(value, c.ends_ms))
 
