@@ -337,3 +337,31 @@ async def test_every_figure_is_read_at_the_cut_off(env, clickhouse_server):
     mcn = await board(lagging, by="mcn")
     assert mcn["as_of"] == body["as_of"]
     assert [(r["id"], r["orders"], r["viewers"]) for r in mcn["rows"]] == [(11, 0, 2), (12, 0, 1)]
+
+
+async def test_drill_down_summary_of_a_room_and_a_creator(env):
+    settings, client = env
+    feed(client, settings, EVENTS, replay=(5, 8))
+    api = ServingApi(settings)
+    status, room = await api.handle(api.key_summary("tc", "rooms", "11"))
+    assert status == 200 and room["name"] == "甲姐好物的直播间" and room["creator_id"] == 1
+    funnel = room["funnel"]
+    assert (funnel["views"], funnel["viewers"], funnel["clickers"], funnel["buyers"], funnel["gmv_fen"]) == (
+        3,
+        3,
+        2,
+        2,
+        3000,
+    )
+    assert funnel["click_through"] == round(2 / 3, 6) and funnel["click_conversion"] == 1.0
+    assert funnel["conversion"] == round(2 / 3, 6) and funnel["gpm"] == 1_000_000
+    assert [(s["id"], s["gmv_fen"]) for s in room["sources"]] == [
+        ("follow", 2000),
+        ("live_feed", 1000),
+        ("unknown", 0),
+    ]
+    status, creator = await api.handle(api.key_summary("tc", "creators", "3"))
+    assert status == 200 and creator["name"] == "丙品牌直播间" and creator["kind"] == "brand"
+    assert [(s["id"], s["gmv_fen"], s["viewers"]) for s in creator["sources"]] == [("mall", 700, 1)]
+    status, body = await api.handle(api.key_summary("tc", "rooms", "999"))
+    assert status == 404 and "error" in body

@@ -132,6 +132,16 @@ class ServingApi:
         return {"campaign": c.id, "by": kind, "id": key_id, "window_ms": self.settings.window_ms,
                 "series": series}  # fmt: skip
 
+    async def key_summary(self, campaign_id: str, kind_path: str, raw_id: str) -> dict:
+        """The drill-down of one room or creator: funnel and source mix at the board's cut-off."""
+        kind = KIND_BY_PATH[kind_path]
+        key_id = key_param(raw_id)
+        c = await self._campaign(campaign_id)
+        body = await self._run(_key_summary, c, kind, key_id, self.watermark_ms())
+        if body is None:
+            raise BadRequest(404, f"{kind} {key_id} has no data in campaign {c.id}")
+        return {"campaign": c.id, "by": kind, **body}
+
     async def gmv_series(self, campaign_id: str, query) -> dict:
         minutes = int_param(query, "minutes", DEFAULT_MINUTES, MAX_MINUTES)
         c = await self._campaign(campaign_id)
@@ -169,16 +179,27 @@ def board_params(query: Mapping[str, str]) -> tuple[str, str | None, str | None,
     return by, track, kind, room
 
 
-def _dimension_board(client, settings: Settings, c: Campaign, by, limit, watermark_ms, track, room) -> dict:
-    """A board over mcn / merchant / category / source, read at the same cut-off as the room board."""
-    _, raw, _, _ = rollup.sources(settings, "room")
+def _cut(client, settings: Settings, c: Campaign, kind: str, watermark_ms) -> tuple[int | None, int]:
+    """(as_of ms or None, cut-off s) from the stored windows of `kind`, as the leaderboard computes it."""
+    _, raw, _, _ = rollup.sources(settings, kind)
     latest_end, n = client.query(
         f"SELECT toUnixTimestamp(max(window_end)), count() FROM {raw} WHERE window_start >="
         " toDateTime({f:UInt32}, 'UTC') AND window_start < toDateTime({e:UInt32}, 'UTC')",
         parameters={"f": c.starts_ms // 1000, "e": c.ends_ms // 1000},
     ).result_rows[0]
     as_of = queries.as_of_ms(settings, c, int(latest_end) if n else None, watermark_ms)
-    cut = boards.cutoff_s(settings, as_of, c.starts_ms // 1000)
+    return as_of, boards.cutoff_s(settings, as_of, c.starts_ms // 1000)
+
+
+def _key_summary(client, settings: Settings, c: Campaign, kind: str, key_id: int, watermark_ms):
+    as_of, cut = _cut(client, settings, c, kind, watermark_ms)
+    body = boards.key_summary(client, settings, c, kind, key_id, cut)
+    return None if body is None else {"as_of": cut * 1000 if as_of is not None else None, **body}
+
+
+def _dimension_board(client, settings: Settings, c: Campaign, by, limit, watermark_ms, track, room) -> dict:
+    """A board over mcn / merchant / category / source, read at the same cut-off as the room board."""
+    as_of, cut = _cut(client, settings, c, "room", watermark_ms)
     new_since = None
     if track == "new":
         start = datetime.fromtimestamp(c.starts_ms / 1000, ZoneInfo(c.timezone)).date()

@@ -8,8 +8,12 @@ Contract (blocking; callers use asyncio.to_thread; values reach SQL only as boun
   registry does not know is named by its id.
 - `kind_filter(by, kind)` -> SQL condition on `creator_id` for `kind` (creator | celebrity | brand).
   Creators missing from the registry count as `creator` (an ordinary 达人).
-- `dimension_board(client, settings, c, by, cut_s, limit, track=None, room=None, new_since=None)` for
-  by = mcn | merchant | category | source: rows ranked by gmv_fen desc, then id asc, with totals.
+- `dimension_board(client, settings, c, by, cut_s, limit, track=None, room=None, new_since=None,
+  creator=None)` for by = mcn | merchant | category | source (of one room / creator when given): rows
+  ranked by gmv_fen desc, then id asc, with totals.
+- `key_summary(client, settings, c, kind, key_id, cut_s)` -> the drill-down of one room or creator up to
+  the cut-off: name, funnel (views -> clickers -> buyers, with the metric table's rates) and source mix;
+  None when the key has no window in the campaign.
   Attribution: the event's own mcn_id / merchant_id / category / source, else its creator's registry
   value. GMV, orders, buyers from `raw_events FINAL` order rows (exact; replays collapse); viewers and
   clickers from `room_minute_uniques` (uniqCombined64: within 1%).
@@ -84,13 +88,15 @@ def dimension_board(
     track: str | None = None,
     room: int | None = None,
     new_since: date | None = None,
+    creator: int | None = None,
 ) -> dict:
     db = settings.clickhouse_database
     key, ktype = _key(by), _DIM[by][3]
     absent = "'unknown'" if by == "source" else _DIM[by][2]
     where_room = "AND room_id = {room:UInt64}" if room is not None else ""
+    where_room += " AND creator_id = {creator:UInt64}" if creator is not None else ""
     region = (track or "")[len("region:") :]
-    params = {"f": c.starts_ms // 1000, "cut": cut_s, "room": room or 0,
+    params = {"f": c.starts_ms // 1000, "cut": cut_s, "room": room or 0, "creator": creator or 0,
               "new_since": new_since or date(1970, 1, 1), "region": region}  # fmt: skip
     registry = f"(SELECT creator_id, mcn_id, merchant_id, category, source FROM {db}.creators FINAL) AS r"
     keep = f"key != {absent} AND {_track(settings, by, track)}" if by != "source" else "1"
@@ -187,3 +193,45 @@ def creator_names(client, settings: Settings, ids: list[int]) -> dict[int, dict]
     return {
         int(k): {"nickname": n, "avatar_url": a, "kind": kind, "mcn_id": int(m)} for k, n, a, kind, m in rows
     }
+
+
+def key_summary(client, settings: Settings, c: Campaign, kind: str, key_id: int, cut_s: int) -> dict | None:
+    db = settings.clickhouse_database
+    view, key = (f"{db}.room_window_stats", "room_id") if kind == "room" else (f"{db}.creator_window_stats",
+                                                                               "creator_id")  # fmt: skip
+    params = {"f": c.starts_ms // 1000, "cut": cut_s, "e": c.ends_ms // 1000, "id": key_id}
+    ((n, views, clicks, orders, gmv, refund_fen),) = client.query(
+        "SELECT count(), sumIf(views, window_start < toDateTime({cut:UInt32}, 'UTC')),"
+        " sumIf(clicks, window_start < toDateTime({cut:UInt32}, 'UTC')),"
+        " sumIf(orders, window_start < toDateTime({cut:UInt32}, 'UTC')),"
+        " sumIf(gmv_fen, window_start < toDateTime({cut:UInt32}, 'UTC')),"
+        " sumIf(refund_fen, window_start < toDateTime({cut:UInt32}, 'UTC'))"
+        f" FROM {view} WHERE window_start >= toDateTime({{f:UInt32}}, 'UTC')"
+        f" AND window_start < toDateTime({{e:UInt32}}, 'UTC') AND {key} = {{id:UInt64}}",
+        parameters=params,
+    ).result_rows
+    if not n:
+        return None
+    ((viewers, clickers, buyers, creator),) = client.query(
+        "SELECT uniqCombined64Merge(viewers), uniqCombined64Merge(clickers), uniqExactMerge(buyers),"
+        f" max(creator_id) FROM {db}.room_minute_uniques WHERE minute >= toDateTime({{f:UInt32}}, 'UTC')"
+        f" AND minute < toDateTime({{cut:UInt32}}, 'UTC') AND {key} = {{id:UInt64}}",
+        parameters=params,
+    ).result_rows
+    creator_id = key_id if kind == "creator" else int(creator)
+    who = creator_names(client, settings, [creator_id]).get(creator_id) if creator_id else None
+    name = str(key_id) if who is None else who["nickname"] + ("" if kind == "creator" else "的直播间")
+    gmv, views, viewers, clickers, buyers = int(gmv), int(views), int(viewers), int(clickers), int(buyers)
+    funnel = {"views": views, "viewers": viewers, "clicks": int(clicks), "clickers": clickers,
+              "orders": int(orders), "buyers": buyers, "gmv_fen": gmv, "refund_fen": int(refund_fen),
+              **rates(gmv, buyers, viewers, clickers), "gpm": gmv * 1000 // views if views else 0,
+              "refund_rate": round(int(refund_fen) / gmv, 6) if gmv else 0.0}  # fmt: skip
+    scope = {"room": key_id} if kind == "room" else {"creator": key_id}
+    sources = dimension_board(client, settings, c, "source", cut_s, 20, **scope)
+    out = {"id": key_id, "name": name, "kind": who["kind"] if who else "creator",
+           "avatar_url": who["avatar_url"] if who else "", "funnel": funnel,
+           "sources": sources["rows"]}  # fmt: skip
+    if kind == "room":
+        out["creator_id"] = creator_id
+        out["creator_name"] = who["nickname"] if who else str(creator_id)
+    return out
