@@ -93,15 +93,16 @@ EVENTS = [
 ]
 
 
-def feed(client, settings, events, replay=()):
-    """Insert events (plus `replay`: indexes inserted a second time, as after a crash) and their windows."""
+def feed(client, settings, events, replay=(), t0=T0):
+    """Insert events (plus `replay`: indexes inserted a second time, as after a crash) and their windows;
+    minutes count from `t0` (epoch s)."""
     db = settings.clickhouse_database
     docs = []
     for i, (minute, kind, room, creator, user, extra) in enumerate(events):
         ev = {
             "event_id": f"e{i}",
             "type": kind,
-            "ts": (T0 + minute * 60) * 1000 + 7,
+            "ts": (t0 + minute * 60) * 1000 + 7,
             "room_id": room,
             "creator_id": creator,
             "user_id": user,
