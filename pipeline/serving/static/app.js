@@ -210,13 +210,13 @@ function renderMilestones(list) {
     state.milestones.set(key, Math.max(state.milestones.get(key) || 0, m.threshold_fen));
   }
   $("milestones").innerHTML = list.slice(0, 8).map((m) =>
-    `<li>🎉 ${clock(m.detected_at)} ${m.kind === "room" ? "房间" : "达人"} ${m.id} ${levelName(m.threshold_fen)}</li>`).join("");
+    `<li>★ ${clock(m.detected_at)} ${m.kind === "room" ? "房间" : "达人"} ${m.id} ${levelName(m.threshold_fen)}</li>`).join("");
   const ids = new Set(list.map((m) => `${m.kind}:${m.id}:${m.threshold_fen}`));
   if (state.seenMilestones) {
     const fresh = list.find((m) => !state.seenMilestones.has(`${m.kind}:${m.id}:${m.threshold_fen}`));
     if (fresh) {
       const text = `${fresh.kind === "room" ? "房间" : "达人"} ${fresh.id} ${levelName(fresh.threshold_fen)}!`;
-      if (state.screen && fresh.threshold_fen >= YI_FEN) celebrate(`🎉 ${text}`); else toast(`🎉 ${text}`);
+      if (state.screen && fresh.threshold_fen >= YI_FEN) celebrate(`★ ${text}`); else toast(`★ ${text}`);
     }
   }
   state.seenMilestones = ids;
@@ -241,7 +241,7 @@ function celebrateCrossing(fen) {  // only a crossing seen live is celebrated, n
   const before = state.lastTotalFen;
   state.lastTotalFen = fen;
   $("screen-badge").hidden = fen < YI_FEN;
-  if (before !== null && before < YI_FEN && fen >= YI_FEN) celebrate("🎉 大促破亿! GMV ¥1亿+");
+  if (before !== null && before < YI_FEN && fen >= YI_FEN) celebrate("★ 大促破亿! GMV ¥1亿+");
 }
 
 async function refreshBoard() {
