@@ -34,6 +34,29 @@ CATEGORIES = {
 _CATEGORY_NAMES = tuple(CATEGORIES)
 # entry that brought the viewer (the `source` field): mostly the live feed and short videos (content field)
 SOURCE_WEIGHTS = {"live_feed": 45, "short_video": 25, "search": 8, "mall": 6, "follow": 12, "other": 4}
+# The named cast of deploy/dimensions.toml (load_tests/dimensions.py writes it from these rules): the first
+# NAMED_CREATORS creators have a fixed kind and agency, brand accounts sell their own shop's products.
+NAMED_CREATORS, MCNS, MERCHANTS = 200, 12, 300
+
+
+def creator_kind(i: int) -> str:
+    """Creator index i's kind: a few celebrities (明星) and brand self-broadcasts (商家自播) among 达人."""
+    if i % 13 == 3:
+        return "celebrity"
+    if i % 9 == 5:
+        return "brand"
+    return "creator"
+
+
+def creator_mcn_of(i: int) -> int:
+    """The agency of creator index i (0 = independent); brand accounts have none."""
+    if creator_kind(i) == "brand" or i % 3 == 2:
+        return 0
+    return MCN_BASE + 1 + (i // 3 * 5 + i % 3) % MCNS
+
+
+def brand_merchant(i: int) -> int:
+    return MERCHANT_BASE + 1 + (i * 11) % MERCHANTS
 
 
 class Product(NamedTuple):
@@ -61,6 +84,9 @@ class Population:
             MCN_BASE + 1 + int(agencies * rng.random() ** 2) if rng.random() < MCN_SHARE else 0
             for _ in range(creators)
         ]
+        # The named cast's agencies come from the registry rules, so events agree with deploy/dimensions.toml
+        # (the random draws above still happen: the same seed gives the same traffic otherwise).
+        creator_mcn[:NAMED_CREATORS] = [creator_mcn_of(c) for c in range(min(creators, NAMED_CREATORS))]
         self.room_creator_ids = [CREATOR_BASE + c + 1 for c in room_creator]
         self.room_mcn = [creator_mcn[c] for c in room_creator]
         self.room_creator = dict(zip(self.room_ids, self.room_creator_ids, strict=True))
@@ -75,6 +101,9 @@ class Population:
                 # Prices end in .90 (9.9, 99.9 ...) as shop prices do; 9.90 CNY to 4999.90 CNY.
                 price_fen = min(4999, max(9, int(yuan))) * 100 + 90
                 merchant = MERCHANT_BASE + 1 + int(merchants * rng.random() ** 2)
+                owner = room_creator[len(self.products)]
+                if owner < NAMED_CREATORS and creator_kind(owner) == "brand":
+                    merchant = brand_merchant(owner)  # 商家自播: a brand's room sells its own shop
                 product = Product(PRODUCT_BASE + len(self.product_by_id) + 1, merchant, category, price_fen)
                 catalogue.append(product)
                 self.product_by_id[product.product_id] = product

@@ -14,7 +14,7 @@ from pipeline.clickhouse import cli as clickhouse_cli
 from pipeline.collector import cli as collector_cli
 from pipeline.errors import UserFacingError
 from pipeline.local import cli as local_cli
-from pipeline.serving import campaigns_cli
+from pipeline.serving import campaigns_cli, dimensions_cli
 from pipeline.settings import Settings, SettingsError
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         app_cli,
         clickhouse_cli,
         campaigns_cli,
+        dimensions_cli,
         generate_cli,
         demo,
         collector_cli,

@@ -83,6 +83,7 @@ class Settings:
     collector_rate_per_key: int = 20_000
     collector_rate_per_address: int = 100
     collector_cors_origins: tuple[str, ...] = ()
+    new_mcn_months: int = 12  # 新锐MCN赛道: agencies signed with the platform within this many months
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -154,6 +155,7 @@ class Settings:
             local_dir=Path(env.get("LIVECOMMERCE_LOCAL_DIR") or cls.local_dir).resolve(),
             log_level=r.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             **_collector_settings(r, env),
+            new_mcn_months=r.integer("NEW_MCN_MONTHS", cls.new_mcn_months, minimum=1, maximum=120),
         )
 
 

@@ -10,14 +10,18 @@ parameters.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from pipeline.clickhouse.clients import Profile, make_client
+from pipeline.serving import boards, rollup
 from pipeline.serving import leaderboard as queries
+from pipeline.serving.dimensions import CREATOR_KINDS
 from pipeline.serving.registry import ID_RE, Campaign
 from pipeline.settings import Settings
 
@@ -28,6 +32,7 @@ MAX_ID = 2**63 - 1
 CAMPAIGN_CACHE_S = 5.0
 KIND_BY_PATH = {"rooms": "room", "creators": "creator"}
 DIGITS_RE = re.compile(r"[0-9]+")
+BOARDS = ("creator", "room", *boards.DIMENSIONS)
 
 
 class BadRequest(Exception):
@@ -121,13 +126,15 @@ class ServingApi:
         return {"now": now_ms, "campaigns": [campaign_json(c, now_ms) for c in items]}
 
     async def leaderboard(self, campaign_id: str, query: Mapping[str, str]) -> dict:
-        by = query.get("by", "creator")
-        if by not in ("creator", "room"):
-            raise BadRequest(400, "by must be creator or room")
+        by, track, kind, room = board_params(query)
         limit = int_param(query, "limit", DEFAULT_LIMIT, MAX_LIMIT)
         c = await self._campaign(campaign_id)
-        board = await self._run(queries.leaderboard, c, by, limit, self.watermark_ms())
-        return {"campaign": campaign_json(c, int(time.time() * 1000)), "by": by, **board}
+        if by in ("creator", "room"):
+            board = await self._run(queries.leaderboard, c, by, limit, self.watermark_ms(), kind)
+        else:
+            board = await self._run(_dimension_board, c, by, limit, self.watermark_ms(), track, room)
+        extra = {k: v for k, v in (("track", track), ("kind", kind), ("room", room)) if v is not None}
+        return {"campaign": campaign_json(c, int(time.time() * 1000)), "by": by, **extra, **board}
 
     async def key_series(self, campaign_id: str, kind_path: str, raw_id: str, query) -> dict:
         kind = KIND_BY_PATH[kind_path]
@@ -140,6 +147,16 @@ class ServingApi:
         return {"campaign": c.id, "by": kind, "id": key_id, "window_ms": self.settings.window_ms,
                 "series": series}  # fmt: skip
 
+    async def key_summary(self, campaign_id: str, kind_path: str, raw_id: str) -> dict:
+        """The drill-down of one room or creator: funnel and source mix at the board's cut-off."""
+        kind = KIND_BY_PATH[kind_path]
+        key_id = key_param(raw_id)
+        c = await self._campaign(campaign_id)
+        body = await self._run(_key_summary, c, kind, key_id, self.watermark_ms())
+        if body is None:
+            raise BadRequest(404, f"{kind} {key_id} has no data in campaign {c.id}")
+        return {"campaign": c.id, "by": kind, **body}
+
     async def gmv_series(self, campaign_id: str, query) -> dict:
         minutes = int_param(query, "minutes", DEFAULT_MINUTES, MAX_MINUTES)
         c = await self._campaign(campaign_id)
@@ -150,6 +167,66 @@ class ServingApi:
         limit = int_param(query, "limit", DEFAULT_LIMIT, MAX_LIMIT)
         c = await self._campaign(campaign_id)
         return {"campaign": c.id, "milestones": await self._run(_read_milestones, c.id, limit)}
+
+
+def board_params(query: Mapping[str, str]) -> tuple[str, str | None, str | None, int | None]:
+    """(by, track, kind, room) of a leaderboard request; BadRequest(400) for a malformed or misplaced one."""
+    by = query.get("by", "creator")
+    if by not in BOARDS:
+        raise BadRequest(400, f"by must be one of {', '.join(BOARDS)}")
+    track, kind, raw_room = query.get("track"), query.get("kind"), query.get("room")
+    if track is not None:
+        if by != "mcn":
+            raise BadRequest(400, "track applies to by=mcn only")
+        region = track[len("region:") :] if track.startswith("region:") else None
+        if track not in ("all", "new") and not (region and len(region) <= 64 and region.strip() == region):
+            raise BadRequest(400, "track must be all, new or region:<name>")
+    if kind is not None:
+        if by not in ("creator", "room"):
+            raise BadRequest(400, "kind applies to by=creator or by=room only")
+        if kind not in CREATOR_KINDS:
+            raise BadRequest(400, f"kind must be one of {', '.join(CREATOR_KINDS)}")
+    room = None
+    if raw_room is not None:
+        if by not in boards.DIMENSIONS:
+            raise BadRequest(400, "room applies to by=mcn, merchant, category or source only")
+        room = key_param(raw_room)
+    return by, track, kind, room
+
+
+def _cut(client, settings: Settings, c: Campaign, kind: str, watermark_ms) -> tuple[int | None, int]:
+    """(as_of ms or None, cut-off s) from the stored windows of `kind`, as the leaderboard computes it."""
+    _, raw, _, _ = rollup.sources(settings, kind)
+    latest_end, n = client.query(
+        f"SELECT toUnixTimestamp(max(window_end)), count() FROM {raw} WHERE window_start >="
+        " toDateTime({f:UInt32}, 'UTC') AND window_start < toDateTime({e:UInt32}, 'UTC')",
+        parameters={"f": c.starts_ms // 1000, "e": c.ends_ms // 1000},
+    ).result_rows[0]
+    as_of = queries.as_of_ms(settings, c, int(latest_end) if n else None, watermark_ms)
+    return as_of, boards.cutoff_s(settings, as_of, c.starts_ms // 1000)
+
+
+def _key_summary(client, settings: Settings, c: Campaign, kind: str, key_id: int, watermark_ms):
+    as_of, cut = _cut(client, settings, c, kind, watermark_ms)
+    body = boards.key_summary(client, settings, c, kind, key_id, cut)
+    return None if body is None else {"as_of": cut * 1000 if as_of is not None else None, **body}
+
+
+def _dimension_board(client, settings: Settings, c: Campaign, by, limit, watermark_ms, track, room) -> dict:
+    """A board over mcn / merchant / category / source, read at the same cut-off as the room board."""
+    as_of, cut = _cut(client, settings, c, "room", watermark_ms)
+    new_since = None
+    if track == "new":
+        start = datetime.fromtimestamp(c.starts_ms / 1000, ZoneInfo(c.timezone)).date()
+        new_since = _months_before(start, settings.new_mcn_months)
+    board = boards.dimension_board(client, settings, c, by, cut, limit, track, room, new_since)
+    return {"as_of": cut * 1000 if as_of is not None else None, **board}
+
+
+def _months_before(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(index, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def _read_campaigns(client, settings: Settings) -> dict[str, Campaign]:

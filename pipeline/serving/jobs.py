@@ -1,8 +1,10 @@
 """The serving side's worker jobs: load the registry at start, roll leaderboard snapshots on a timer.
 
 Contract (all coroutines; ClickHouse work runs in a thread, never on the event loop):
-- `on_worker_start(settings, path=DEFAULT_REGISTRY)` loads `deploy/campaigns.toml` into `<db>.campaigns`
-  (raises `RegistryError` on a bad file, so a broken registry stops the worker at start, loudly).
+- `on_worker_start(settings, path=DEFAULT_REGISTRY, dimensions_path=DEFAULT_DIMENSIONS)` loads
+  `deploy/campaigns.toml` into `<db>.campaigns` and `deploy/dimensions.toml` into the dimension tables
+  (raises `RegistryError` / `DimensionError` on a bad file, so a broken registry stops the worker at
+  start, loudly).
 - `roll_snapshots(settings, watermark_ms=None)` brings the leaderboard snapshots of live campaigns (and of
   campaigns ended less than a day ago, so their boards end fully sealed) up to date. Run it on ONE worker
   (`@app.timer(ROLL_INTERVAL_S, on_leader=True)`); concurrent rolls are harmless but wasted work.
@@ -18,6 +20,7 @@ from pathlib import Path
 from pipeline.clickhouse.clients import Profile, make_client
 from pipeline.serving import rollup
 from pipeline.serving.api import _read_campaigns
+from pipeline.serving.dimensions import DEFAULT_DIMENSIONS, load_dimensions, sync_dimensions
 from pipeline.serving.registry import DEFAULT_REGISTRY, load_campaigns, sync_campaigns
 from pipeline.settings import Settings
 
@@ -35,9 +38,22 @@ def _load(settings: Settings, path: Path) -> int:
         client.close()
 
 
-async def on_worker_start(settings: Settings, path: Path = DEFAULT_REGISTRY) -> int:
+def _load_dimensions(settings: Settings, path: Path) -> dict[str, int]:
+    dims = load_dimensions(path)
+    client = make_client(settings, Profile.INSERT)
+    try:
+        return sync_dimensions(client, settings, dims)
+    finally:
+        client.close()
+
+
+async def on_worker_start(
+    settings: Settings, path: Path = DEFAULT_REGISTRY, dimensions_path: Path = DEFAULT_DIMENSIONS
+) -> int:
     count = await asyncio.to_thread(_load, settings, path)
     log.info("campaign registry %s: %d campaigns loaded", path, count)
+    written = await asyncio.to_thread(_load_dimensions, settings, dimensions_path)
+    log.info("dimension registry %s: %s", dimensions_path, written)
     return count
 
 

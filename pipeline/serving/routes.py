@@ -7,6 +7,8 @@ Contract: `register_routes(app, settings, watermark_ms=None)` adds, read-only (G
   /api/campaigns/{id}/leaderboard?by=&limit=      the ranked board
   /api/campaigns/{id}/rooms/{room_id}             per-window series of one room (?minutes=)
   /api/campaigns/{id}/creators/{creator_id}       per-window series of one creator (?minutes=)
+  /api/campaigns/{id}/rooms/{room_id}/summary     drill-down: funnel and source mix of one room
+  /api/campaigns/{id}/creators/{creator_id}/summary   the same for one creator
   /api/campaigns/{id}/gmv?minutes=                the campaign's GMV per window
   /api/campaigns/{id}/milestones                  破千万 / 破亿 moments, newest first
 Call it inside `create_app` before the worker starts (routes cannot be added to a running server).
@@ -88,6 +90,14 @@ def register_routes(
     @app.page("/api/campaigns/{campaign_id}/creators/{key_id}", name="api_creator_series")
     async def creator_series(web, request, campaign_id, key_id):
         return await respond(web, api.key_series(campaign_id, "creators", key_id, request.query))
+
+    @app.page("/api/campaigns/{campaign_id}/rooms/{key_id}/summary", name="api_room_summary")
+    async def room_summary(web, request, campaign_id, key_id):
+        return await respond(web, api.key_summary(campaign_id, "rooms", key_id))
+
+    @app.page("/api/campaigns/{campaign_id}/creators/{key_id}/summary", name="api_creator_summary")
+    async def creator_summary(web, request, campaign_id, key_id):
+        return await respond(web, api.key_summary(campaign_id, "creators", key_id))
 
     @app.page("/api/campaigns/{campaign_id}/gmv", name="api_gmv_series")
     async def gmv(web, request, campaign_id):
