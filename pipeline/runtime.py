@@ -72,6 +72,9 @@ class StreamRuntime:
         self._active: dict[tuple[str, int], float] = {}  # input partition -> monotonic time of last message
         self.dedup_evicted_by_cap = 0  # ids this worker's de-duplication memories dropped by their cap
         self._dedup_evictions_counted: dict[tuple[str, int], int] = {}  # (source, memory id) -> counted
+        # Watermarks of the last checkpoint whose writes are confirmed, per partition (see watermark_ms).
+        self._written_room_wm: dict[tuple[str, int], int] = {}
+        self._written_creator_wm: dict[int, int] = {}
 
     # --- room stage -------------------------------------------------------------------------------
     async def process_room_batch(self, events: Sequence) -> Processed:
@@ -182,11 +185,14 @@ class StreamRuntime:
             for target, values in cp.forwards.items():
                 for value in values:
                     sends.add(await self.topics.contributions.send(value=value, partition=target))
+        # Window rows land before the raw events of the same checkpoint: the boards count buyers and
+        # viewers from raw_events (minute states) and orders from the window rows, so an event must
+        # never be readable in raw_events while its window row still lacks it.
         for last, cp in checkpoints:
-            position = _position(last)  # names the source of a row ClickHouse refuses
-            await self.sinks.room_windows.put(cp.window_rows, position)
-            await self.sinks.raw_events.put(cp.raw_events, position)
+            await self.sinks.room_windows.put(cp.window_rows, _position(last))
         await self.sinks.room_windows.flush()
+        for last, cp in checkpoints:
+            await self.sinks.raw_events.put(cp.raw_events, _position(last))
         await self.sinks.raw_events.flush()
         written_ms = time.time() * 1000
         for _, cp in checkpoints:
@@ -202,6 +208,8 @@ class StreamRuntime:
             metrics.consumer_offset.labels(topic=msg.topic, partition=str(msg.partition)).set(msg.offset + 1)
         await self.topics.flush()
         await sends.confirm()
+        for last, cp in checkpoints:
+            self._written_room_wm[(last.message.topic, last.message.partition)] = cp.watermark
 
     def _room_partition(self, topic: str, partition: int) -> RoomPartition:
         known = self.rooms.partitions().get((topic, partition))
@@ -233,6 +241,8 @@ class StreamRuntime:
             sends.extend(self._write_state(last, cp))
         await self.topics.flush()
         await sends.confirm()
+        for last, cp in checkpoints:
+            self._written_creator_wm[last.message.partition] = cp.watermark
 
     def _creator_partition(self, partition: int) -> CreatorPartition:
         part = self.creators.get(partition)
@@ -249,8 +259,10 @@ class StreamRuntime:
         for tp in assignments:
             self.rooms.forget(tp.topic, tp.partition)
             self._active.pop((tp.topic, tp.partition), None)
+            self._written_room_wm.pop((tp.topic, tp.partition), None)
             if tp.topic == contributions_topic(self.settings):
                 self.creators.pop(tp.partition, None)
+                self._written_creator_wm.pop(tp.partition, None)
 
     async def _owned(self, events: Sequence, known) -> list:
         """The events of partitions this worker owns, once the state of each partition it has not
@@ -355,9 +367,18 @@ class StreamRuntime:
             self.dedup_evicted_by_cap += new
             self.metrics.dedup_evicted.labels(topic=part.topic).inc(new)
 
-    def watermark_ms(self) -> int | None:
-        """The event time every room partition of this worker has passed (None before any event)."""
-        marks = [p.watermark.value for p in self.rooms.partitions().values() if p.watermark.value > 0]
+    def watermark_ms(self, kind: str = "room") -> int | None:
+        """The event time up to which this worker's `kind` ("room" or "creator") windows are complete
+        in ClickHouse: the lowest watermark among its partitions of that stage, each as of its last
+        checkpoint whose writes are confirmed (None before any). Not the in-memory watermark, which
+        runs ahead of what a board can read while a checkpoint is being written. Partitions with no
+        watermark yet are left out: they have written nothing either."""
+        if kind == "creator":
+            owned = self.creators
+            marks = [wm for p, wm in self._written_creator_wm.items() if p in owned and wm > 0]
+        else:
+            owned = self.rooms.partitions()
+            marks = [wm for tp, wm in self._written_room_wm.items() if tp in owned and wm > 0]
         return min(marks) if marks else None
 
     def state_size(self) -> tuple[int, int]:

@@ -82,11 +82,12 @@ def campaign_json(c: Campaign, now_ms: int) -> dict:
 
 
 class ServingApi:
-    """Answers the API routes; `watermark_ms()` (optional) gives the stream's event-time watermark."""
+    """Answers the API routes; `watermark_ms(kind)` (optional) gives the event time up to which the
+    stream has confirmed writing the `kind` ("room" or "creator") windows."""
 
-    def __init__(self, settings: Settings, watermark_ms: Callable[[], int | None] | None = None):
+    def __init__(self, settings: Settings, watermark_ms: Callable[[str], int | None] | None = None):
         self.settings = settings
-        self.watermark_ms = watermark_ms or (lambda: None)
+        self.watermark_ms = watermark_ms or (lambda kind: None)
         self._client = None
         self._campaigns: tuple[float, dict[str, Campaign]] = (0.0, {})
 
@@ -130,9 +131,9 @@ class ServingApi:
         limit = int_param(query, "limit", DEFAULT_LIMIT, MAX_LIMIT)
         c = await self._campaign(campaign_id)
         if by in ("creator", "room"):
-            board = await self._run(queries.leaderboard, c, by, limit, self.watermark_ms(), kind)
+            board = await self._run(queries.leaderboard, c, by, limit, self.watermark_ms(by), kind)
         else:
-            board = await self._run(_dimension_board, c, by, limit, self.watermark_ms(), track, room)
+            board = await self._run(_dimension_board, c, by, limit, self.watermark_ms("room"), track, room)
         extra = {k: v for k, v in (("track", track), ("kind", kind), ("room", room)) if v is not None}
         return {"campaign": campaign_json(c, int(time.time() * 1000)), "by": by, **extra, **board}
 
@@ -152,7 +153,7 @@ class ServingApi:
         kind = KIND_BY_PATH[kind_path]
         key_id = key_param(raw_id)
         c = await self._campaign(campaign_id)
-        body = await self._run(_key_summary, c, kind, key_id, self.watermark_ms())
+        body = await self._run(_key_summary, c, kind, key_id, self.watermark_ms(kind))
         if body is None:
             raise BadRequest(404, f"{kind} {key_id} has no data in campaign {c.id}")
         return {"campaign": c.id, "by": kind, **body}

@@ -66,9 +66,9 @@ def as_of_ms(
 ) -> int | None:
     """Event time the stored data is complete to: the newest stored window's end minus the allowed
     lateness (the watermark rule applied to what the board reads), and never past the stream's
-    watermark when known; within the campaign. Not the watermark alone: it is the room stage's, and the
-    creator windows are written a checkpoint later, so a cut at the watermark would count buyers whose
-    orders are not in the windows yet."""
+    watermark when known; within the campaign. `watermark_ms` is the written watermark of the board's
+    own stage on this worker (StreamRuntime.watermark_ms); the stored-window bound covers partitions
+    other workers own, whose progress this worker cannot see."""
     value = latest_end_s * 1000 - settings.allowed_lateness_ms if latest_end_s is not None else None
     if watermark_ms is not None:
         value = watermark_ms if value is None else min(value, watermark_ms)

@@ -45,7 +45,7 @@ def static_files() -> dict[str, Path]:
 
 
 def register_routes(
-    app: faust.App, settings: Settings, watermark_ms: Callable[[], int | None] | None = None
+    app: faust.App, settings: Settings, watermark_ms: Callable[[str], int | None] | None = None
 ) -> ServingApi:
     api = ServingApi(settings, watermark_ms)
     files = static_files()

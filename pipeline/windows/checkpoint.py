@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from pipeline.windows import codec
 from pipeline.windows.aggregate import WindowAggregator
+from pipeline.windows.watermark import NO_WATERMARK
 
 
 @dataclass(slots=True)
@@ -25,12 +26,15 @@ class Checkpoint:
     forwards: dict[int, list[bytes]] = field(default_factory=dict)
     state: dict[bytes, bytes | None] = field(default_factory=dict)
     newest_event_ms: list[int] = field(default_factory=list)  # per input message, for the latency metric
+    # The watermark the checkpoint was cut at: once its writes are confirmed, every event of a window
+    # that ends at or before it is in ClickHouse (a later event of such a window is late by definition).
+    watermark: int = NO_WATERMARK
 
 
 def checkpoint_windows(windows: WindowAggregator, source: str, watermark: int) -> Checkpoint:
     """A checkpoint of `source`'s windows: rows of the windows the watermark finalised (dropped from
     memory and from the state table) and of the windows that changed (written to both)."""
-    cp = Checkpoint()
+    cp = Checkpoint(watermark=watermark)
     final = windows.pop_final(watermark)
     cp.final_windows = len(final)
     for row in final:
