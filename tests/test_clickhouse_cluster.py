@@ -16,7 +16,8 @@ def test_migrations_are_numbered_checksummed_and_use_placeholders():
         assert "{db}." in m.sql and "livecommerce." not in m.sql
         assert len(m.checksum) == 64
         for statement in migrations.split_statements(m.sql):
-            assert "IF NOT EXISTS" in statement  # re-running a half-applied migration is safe
+            # re-running a half-applied migration is safe
+            assert "IF NOT EXISTS" in statement or "CREATE OR REPLACE VIEW" in statement
             if "CREATE TABLE" in statement:
                 assert "ORDER BY" in statement and "-- " in statement.split("CREATE")[0]  # explained
 
@@ -63,6 +64,10 @@ def test_materialized_view_reads_and_writes_local_tables_views_keep_distributed_
     assert cluster.rewrite_statement(mv, "lc", "c1") == [
         "CREATE MATERIALIZED VIEW IF NOT EXISTS lc.mv ON CLUSTER c1 TO lc.hourly_local AS\n"
         "SELECT a FROM lc.raw_events_local GROUP BY a"
+    ]
+    replaced = "CREATE OR REPLACE VIEW lc.v AS\nSELECT 1"
+    assert cluster.rewrite_statement(replaced, "lc", "c1") == [
+        "CREATE OR REPLACE VIEW lc.v ON CLUSTER c1 AS\nSELECT 1"
     ]
     view = "CREATE VIEW IF NOT EXISTS lc.v AS\nSELECT * FROM lc.room_windows FINAL"
     assert cluster.rewrite_statement(view, "lc", "c1") == [

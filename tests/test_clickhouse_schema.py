@@ -233,3 +233,26 @@ def test_raw_event_reinsert_is_harmless(ch):
         f"SELECT DISTINCT room_id, creator_id, product_id, merchant_id, mcn_id FROM {db}.raw_events"
     )
     assert ids.result_rows == [(1, 2, 0, 0, 0)]
+
+
+def test_campaign_gpm_does_not_wrap_past_int64(ch):
+    """gpm = gmv_fen * 1000 / views: with 10^16 fen of campaign GMV the Int64 product wraps (0005);
+    migration 0009 takes it in Float64."""
+    settings, client = ch
+    db = settings.clickhouse_database
+    minute, gmv = 60_000, 5 * 10**15  # two windows: 10^16 fen in all, x1000 = 10^19 > 2^63
+    windows = [(T0 + i * minute, 11, 21, 1, 1, 0, 0, 2, 2, gmv, 0, 0) for i in range(2)]
+    rooms = [room_window_row(w, minute) for w in windows]
+    creators = [creator_window_row((w[0], 21, 21, *w[3:]), minute) for w in windows]
+    client.insert(f"{db}.room_windows", rooms, column_names=list(ROOM_WINDOW_COLUMNS))
+    client.insert(f"{db}.creator_windows", creators, column_names=list(CREATOR_WINDOW_COLUMNS))
+    starts = datetime.fromtimestamp(T0 / 1000, UTC)
+    ends = datetime.fromtimestamp((T0 + 3_600_000) / 1000, UTC)
+    upsert_campaigns(client, db, [{"campaign_id": "big", "name": "大", "name_en": "Big", "starts_at": starts,
+                                   "ends_at": ends}])  # fmt: skip
+    for view in ("campaign_room_totals", "campaign_creator_totals"):
+        ((total, gpm),) = client.query(
+            f"SELECT gmv_fen, gpm FROM {db}.{view} WHERE campaign_id = 'big'"
+        ).result_rows
+        assert total == 2 * gmv
+        assert gpm == pytest.approx(2 * gmv * 1000 / 2), view

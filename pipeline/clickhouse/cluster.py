@@ -24,6 +24,7 @@ _ANNOTATION = re.compile(r"^\s*--\s*cluster:\s*(shard_by|replicate_everywhere)\s
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\.(\w+)")
 _CREATE_MV = re.compile(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\.(\w+)")
 _CREATE_VIEW = re.compile(r"CREATE VIEW IF NOT EXISTS (\w+)\.(\w+)")
+_REPLACE_VIEW = re.compile(r"CREATE OR REPLACE VIEW (\w+)\.(\w+)")
 _CREATE_DB = re.compile(r"CREATE DATABASE IF NOT EXISTS (\w+)")
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*MergeTree)(?:\(([^)]*)\))?")
 LOCAL_SUFFIX = "_local"
@@ -55,7 +56,7 @@ def rewrite_statement(statement: str, database: str, cluster: str) -> list[str]:
         body = re.sub(rf"\bTO {database}\.(\w+)", rf"TO {database}.\1{LOCAL_SUFFIX}", body, count=1)
         body = re.sub(rf"\bFROM {database}\.(\w+)", rf"FROM {database}.\1{LOCAL_SUFFIX}", body)
         return [head + body]
-    for pattern in (_CREATE_VIEW, _CREATE_DB):
+    for pattern in (_CREATE_VIEW, _REPLACE_VIEW, _CREATE_DB):
         if match := pattern.search(statement):
             return [statement[: match.end()] + on + statement[match.end() :]]
     raise ValueError(f"no cluster rewrite rule for statement: {statement[:80]!r}")

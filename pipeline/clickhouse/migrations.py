@@ -4,8 +4,9 @@ Contract:
 - A migration file holds one or more statements, each ending with `;` at the end of a line. Statements
   use `{db}` for the database and `{raw_events_ttl_days}` for the raw events TTL; nothing else in the
   file is a placeholder (ClickHouse's own `{shard}`/`{replica}` macros pass through untouched).
-- Every statement is idempotent (`IF NOT EXISTS`): ClickHouse DDL is not transactional, so a migration
-  interrupted half-way is simply applied again.
+- Every statement is idempotent (`IF NOT EXISTS`, or `CREATE OR REPLACE VIEW` to change a plain view,
+  which holds no data): ClickHouse DDL is not transactional, so a migration interrupted half-way is
+  simply applied again.
 - Applied versions are recorded in `<db>.schema_migrations` with the SHA-256 of the file as written
   (before rendering). Re-running is a no-op; a recorded migration whose file changed is an error,
   because the database no longer matches the file (write a new migration instead).
