@@ -94,6 +94,10 @@ class Topics:
         self.late = Topic(steps, "late")
         self.contributions = Topic(steps, "contributions")
 
+    def rebind(self, steps: Steps) -> None:
+        """Log to `steps` from now on (a restarted worker reading the same topics)."""
+        self.steps = self.deadletter.steps = self.late.steps = self.contributions.steps = steps
+
     async def flush(self) -> None:
         self.steps.step("flush")
 
@@ -106,9 +110,9 @@ class Topics:
 class DictStore:
     """The `StateStore` protocol on dicts, one per changelog partition."""
 
-    def __init__(self, steps: Steps) -> None:
+    def __init__(self, steps: Steps, data: dict[int, dict[bytes, bytes]] | None = None) -> None:
         self.steps = steps
-        self.data: dict[int, dict[bytes, bytes]] = defaultdict(dict)
+        self.data: dict[int, dict[bytes, bytes]] = data if data is not None else defaultdict(dict)
 
     def ready(self, partition: int) -> bool:
         return True
@@ -188,11 +192,16 @@ class Rig:
 
 
 def make_rig(settings: Settings, steps: Steps | None = None, store: DictStore | None = None,
-             writer: StepWriter | None = None) -> Rig:  # fmt: skip
+             writer: StepWriter | None = None, topics: Topics | None = None) -> Rig:  # fmt: skip
+    """A runtime over fakes logging to `steps`; pass `store`, `writer` and `topics` to keep what a
+    previous runtime made durable (their logs are rebound to `steps`)."""
     steps = steps if steps is not None else Steps()
     store = store if store is not None else DictStore(steps)
     writer = writer if writer is not None else StepWriter(steps)
-    topics, partitions = Topics(steps), Partitions()
+    topics = topics if topics is not None else Topics(steps)
+    store.steps = writer.steps = steps
+    topics.rebind(steps)
+    partitions = Partitions()
     runtime = StreamRuntime(
         settings, Metrics(), state=store, topics=topics, partitions=partitions, writer=writer
     )
