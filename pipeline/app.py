@@ -2,7 +2,7 @@
 
 Everything that decides anything lives in plain code (`pipeline.ingest`, `pipeline.windows`,
 `pipeline.sink`) driven by `pipeline.runtime.StreamRuntime`; this module only connects it to Kafka
-and to the worker's web server.
+and to the worker's web server. Every Faust, mode and aiokafka internal is used in `pipeline.faust`.
 
   input topics --rooms agent--> room windows --> ClickHouse
                       \\--> <app_id>-creator-contributions --creators agent--> creator windows --> ClickHouse
@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 import faust
-from mode.utils.objects import cached_property
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pipeline import rebalance_seek
-from pipeline.checkpointing import FINISH_ON_SHUTDOWN_S, CheckpointPipeline, exit_unacknowledged
-from pipeline.confirmed_sends import ConfirmingTable
+from pipeline.checkpointing import CheckpointPipeline
+from pipeline.faust import rebalance_seek
+from pipeline.faust.application import PipelineApp, StreamTopics
+from pipeline.faust.consumer import AppPartitions, consumer_progress
+from pipeline.faust.state_table import ConfirmingTable, TableStore
 from pipeline.kafka_options import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
@@ -33,7 +33,6 @@ from pipeline.serving.registry import RegistryError
 from pipeline.serving.routes import register_routes
 from pipeline.settings import Settings
 from pipeline.sink.clickhouse_writer import ClickHouseWriter
-from pipeline.sink.tables import make_sinks
 from pipeline.sink.writer import InstrumentedWriter
 from pipeline.topics import MAX_STATE_VALUE_BYTES, STATE_TABLE, contributions_topic
 
@@ -52,39 +51,6 @@ ROOM_CHECKPOINT_SECONDS = 0.5
 CREATOR_CHECKPOINT_SECONDS = 0.25
 # How often idle input partitions are looked for (they advance after IDLE_PARTITION_SECONDS).
 IDLE_CHECK_INTERVAL_S = 5.0
-
-
-@dataclass
-class StreamTopics:
-    deadletter: faust.TopicT
-    late: faust.TopicT
-    contributions: faust.TopicT
-    app: faust.App
-
-    async def flush(self) -> None:
-        await self.app.producer.flush()
-
-
-class PipelineApp(faust.App):
-    """Faust's app, with a bound on how long stopping may take and a flow control that keeps queued
-    messages when recovery completes (see `pipeline.rebalance_seek`).
-
-    On SIGTERM Faust first waits until every message the agents took is acknowledged ("Wait for
-    streams"): the checkpoints in flight are written, then offsets are committed. If they cannot be
-    written (ClickHouse down), that wait would never end; after `FINISH_ON_SHUTDOWN_S` the process
-    exits without acknowledging them instead (they are replayed after the restart)."""
-
-    @cached_property
-    def flow_control(self) -> rebalance_seek.QueueKeepingFlowControl:
-        # Overrides Faust's `App.flow_control` (a subclass, created the same way) so that the end of
-        # recovery does not clear messages already delivered to the agents: see rebalance_seek.
-        return rebalance_seek.QueueKeepingFlowControl(loop=self.loop)
-
-    async def on_stop(self) -> None:
-        try:
-            await asyncio.wait_for(super().on_stop(), FINISH_ON_SHUTDOWN_S)
-        except TimeoutError:
-            exit_unacknowledged(f"stopping took over {FINISH_ON_SHUTDOWN_S:.0f} s")
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -135,16 +101,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         help="open windows, watermarks and de-duplication memory per input partition",
     )
 
-    async def on_refused(refused) -> None:
-        await runtime.refused_row(refused)
-
-    sinks = make_sinks(
+    runtime = StreamRuntime(
         settings,
-        InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics),
+        metrics,
+        state=TableStore(state),
+        topics=stream_topics,
+        partitions=AppPartitions(app),
+        writer=InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics),
         raw_writer=InstrumentedWriter(ClickHouseWriter.from_settings(settings), metrics),
-        on_refused=on_refused,
     )
-    runtime = StreamRuntime(settings, metrics, sinks, state, stream_topics)
     checker = DependencyChecker(settings)
     app.livecommerce = runtime
 
@@ -255,32 +220,6 @@ def _update_gauges(app: faust.App, runtime: StreamRuntime, metrics: Metrics) -> 
     metrics.state_windows.set(windows)
     metrics.state_users.set(users)
     metrics.observe_sinks(runtime.sinks.all())
-
-
-def consumer_progress(app: faust.App, topics: frozenset[str]) -> list[dict]:
-    """Per assigned partition of `topics`: committed offset, high watermark and lag (None when unknown).
-
-    Faust also assigns the state table's changelog partitions (it reads them to recover), but never
-    commits offsets there, so they are left out rather than reported as lag."""
-    consumer = app.consumer
-    rows = []
-    for tp in sorted(tp for tp in consumer.assignment() if tp.topic in topics):
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # not fetched yet for this partition
-            highwater = None
-        committed = consumer._committed_offset.get(tp)  # Faust exposes no public accessor for this
-        lag = None if highwater is None else max(0, highwater - (committed or 0))
-        rows.append(
-            {
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "committed": committed,
-                "highwater": highwater,
-                "lag": lag,
-            }
-        )
-    return rows
 
 
 def health_document(app: faust.App, runtime: StreamRuntime, checker: DependencyChecker) -> dict:

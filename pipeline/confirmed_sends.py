@@ -10,24 +10,16 @@ did not confirm within `SEND_CONFIRM_TIMEOUT_S` of the wait, raises `SendNotConf
 fails and the worker exits without acknowledging (`pipeline.checkpointing.exit_unacknowledged`); the
 restart replays the batch.
 
-Faust internals this relies on (faust-streaming 0.15; kept in this module):
-- a table's `__setitem__` and `pop` call `Table.on_key_set` / `on_key_del`, which call the table's
-  `send_changelog` and get back the changelog record's `FutureMessage`; Faust's `ProducerBuffer`
-  (`_handle_pending`) publishes it later, and the private `Topic._on_published` sets the broker's
-  answer or its exception on that future. `ConfirmingTable` (installed with the public `Table=`
-  app setting) records those futures while `collect_changelog()` is open. If the buffer never
-  publishes a record (its task died), the future never resolves: the timeout catches that.
-- `Topic.send` returns the delivery future only with `stream_publish_on_commit` off (Faust's
-  default; with it on, sends would be attached to the current event instead).
+The changelog futures of state-table writes come from `pipeline.faust.state_table` (which lists the
+Faust internals that relies on). `Topic.send` returns the delivery future only with
+`stream_publish_on_commit` off (Faust's default; with it on, sends would be attached to the current
+event instead).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Iterator
-
-import faust
+from collections.abc import Awaitable
 
 # A healthy broker confirms in milliseconds; a minute covers a leader election. Longer, and the
 # worker stops (nothing acknowledged) rather than wait without a bound.
@@ -71,26 +63,3 @@ class SendConfirmations:
             if exc is not None:
                 failed = sum(1 for g in done if g.exception() is not None)
                 raise SendNotConfirmed(f"{failed} of {len(futures)} Kafka sends failed: {exc!r}") from exc
-
-
-class ConfirmingTable(faust.Table):
-    """A Faust table whose changelog sends can be collected (see the module)."""
-
-    _collecting: list | None = None
-
-    def send_changelog(self, *args, **kwargs):
-        future = super().send_changelog(*args, **kwargs)
-        if self._collecting is not None:
-            self._collecting.append(future)
-        return future
-
-    @contextlib.contextmanager
-    def collect_changelog(self) -> Iterator[list]:
-        """The changelog futures of the table writes made inside the block (synchronous code only,
-        so that writes of another task cannot slip in)."""
-        previous, futures = self._collecting, []
-        self._collecting = futures
-        try:
-            yield futures
-        finally:
-            self._collecting = previous

@@ -1,22 +1,31 @@
-"""What the worker does with a batch of Kafka messages, between Faust and the plain-code stages.
+"""What the worker does with a batch of Kafka messages, between the consumer and the plain-code stages.
 
 Each stage handles a batch in two steps, driven by `pipeline.checkpointing.CheckpointPipeline`:
 `process_*_batch` applies the messages to the in-memory windows and takes an immutable checkpoint;
 the write it returns makes that checkpoint durable, in this order (see `Checkpoint`):
 
-1. creator contributions are sent to the repartition topic, and raw events and window rows are
-   written to ClickHouse (retried with backoff until they are), side by side;
-2. the contributions, dead letters and late events are confirmed by Kafka;
-3. window state, watermarks and de-duplication memory go to the state table (RocksDB + changelog);
-4. the changelog records are confirmed by Kafka; only then are the batch's input messages
-   acknowledged. A send that fails or is not confirmed in time fails the checkpoint, and the worker
-   exits without acknowledging it (`pipeline.confirmed_sends`).
+1. creator contributions are sent to the repartition topic (creator stage: nothing);
+2. window rows are written to ClickHouse, then the raw events (room stage), each retried with
+   backoff until it is: the boards count orders from window rows and buyers from raw events, so an
+   event must never be readable in raw_events while its window row still lacks it;
+3. the contributions, dead letters and late events are confirmed by Kafka;
+4. window state, watermarks and de-duplication memory go to the state store (RocksDB + changelog);
+5. the changelog records are confirmed by Kafka; the checkpoint's watermark becomes the written
+   watermark (`watermark_ms`); only then are the batch's input messages acknowledged. A send that
+   fails or is not confirmed in time fails the checkpoint, and the worker exits without
+   acknowledging it (`pipeline.confirmed_sends`).
+tests/test_runtime_checkpoints.py pins this order, and that a failure at any step stops the ones
+after it.
 A row ClickHouse refuses for good is dead-lettered (`refused_row`) before its batch counts as written.
 
 Writes run one at a time in batch order while the next batch is processed. A crash anywhere replays
 messages after the last commit; window state remembers which offsets it holds, so the replay changes
 nothing that was already counted. While ClickHouse is down the write waits in step 1, the next batch
 waits for it (backpressure) and nothing is acknowledged.
+
+The runtime knows no Faust: it reaches Kafka and the state table through the small protocols below
+(`StateStore`, `Partitions`, `StageTopics`), which `pipeline.faust` implements over Faust and the
+tests implement with dicts and lists, and ClickHouse through `pipeline.sink.writer.Writer`.
 """
 
 from __future__ import annotations
@@ -25,12 +34,10 @@ import asyncio
 import functools
 import logging
 import time
-import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import orjson
-from faust.streams import _current_event  # Faust exposes no public way to set the event context
-from faust.types import TP
 
 from pipeline.checkpointing import CheckpointPipeline, Processed
 from pipeline.confirmed_sends import SendConfirmations
@@ -44,8 +51,8 @@ from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 from pipeline.sink.batching import RefusedRow
-from pipeline.sink.tables import Sinks
-from pipeline.sink.writer import JSON_EACH_ROW
+from pipeline.sink.tables import make_sinks
+from pipeline.sink.writer import JSON_EACH_ROW, Writer
 from pipeline.topics import contributions_topic
 from pipeline.windows.checkpoint import Checkpoint
 from pipeline.windows.creators import CreatorPartition
@@ -55,15 +62,80 @@ log = logging.getLogger(__name__)
 STATE_READY_TIMEOUT_S = 120.0
 
 
-class StreamRuntime:
-    """Owns the stages of this worker and the I/O around them. Driven by the two agents only."""
+class StateStore(Protocol):
+    """The state table: one store per changelog partition (the state of the input partitions with
+    that number and of the creator partition with that number)."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, sinks: Sinks, table, topics) -> None:
+    def ready(self, partition: int) -> bool:
+        """The store of `partition` is assigned here and recovered: its items are complete."""
+        ...
+
+    def describe(self, partition: int) -> str:
+        """Why `partition` is (not) ready, for an error message."""
+        ...
+
+    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        """Every key and value of the store of `partition`."""
+        ...
+
+    def write(self, topic: str, partition: int, changes: Mapping[bytes, bytes | None]) -> list[Awaitable]:
+        """Put each key with a value and delete each key mapped to None, in the store of input
+        partition `topic`/`partition`; return one future per change that resolves once the change is
+        durable (its changelog record confirmed by Kafka) or fails."""
+        ...
+
+
+class Partitions(Protocol):
+    """The consumer's view of the input and repartition partitions (`(topic, partition)` tuples)."""
+
+    def assignment(self) -> set: ...
+
+    async def end_offsets(self, tps: Iterable) -> Mapping:
+        """The next offset to be appended to each partition, asked of the broker."""
+        ...
+
+    def committed_offset(self, tp) -> int | None: ...
+
+
+class OutputTopic(Protocol):
+    async def send(self, *, key: bytes | None = None, value: bytes, partition: int | None = None) -> Any:
+        """Queue one record; return the future of its delivery (see `pipeline.confirmed_sends`)."""
+        ...
+
+
+class StageTopics(Protocol):
+    deadletter: OutputTopic
+    late: OutputTopic
+    contributions: OutputTopic
+
+    async def flush(self) -> None:
+        """Hand every queued record to the broker (confirmation comes from the send futures)."""
+        ...
+
+
+class StreamRuntime:
+    """Owns the stages of this worker and the I/O around them. Driven by the two agents only.
+
+    `writer` writes the window tables, `raw_writer` (default `writer`) the raw events; refused rows
+    go to the dead-letter topic (`refused_row`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        state: StateStore,
+        topics: StageTopics,
+        partitions: Partitions,
+        writer: Writer,
+        raw_writer: Writer | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.sinks = sinks
-        self.table = table
-        self.topics = topics  # has .deadletter, .late, .contributions (Faust topics) and .producer_flush
+        self.sinks = make_sinks(settings, writer, raw_writer=raw_writer, on_refused=self.refused_row)
+        self.state = state
+        self.topics = topics
+        self.partitions = partitions
         self.rooms = IngestProcessor(settings)
         self.creators: dict[int, CreatorPartition] = {}
         self.expected_sources = len(settings.topics.inputs) * settings.topic_partitions
@@ -133,15 +205,15 @@ class StreamRuntime:
         if pipeline is None or not idle:
             return
         asked_ms = int(time.time() * 1000)  # before the question: what is appended after has a later time
-        ends = await self.table.app.consumer.highwaters(*idle)
+        ends = await self.partitions.end_offsets(idle)
         await pipeline.submit(functools.partial(self._process_idle, ends, asked_ms), [])
 
-    def _idle_candidates(self) -> list[TP]:
+    def _idle_candidates(self) -> list:
         now = time.monotonic()
         inputs = set(self.settings.topics.inputs)
         idle_s = self.settings.idle_partition_ms / 1000
         candidates = []
-        for tp in self.table.app.consumer.assignment():
+        for tp in self.partitions.assignment():
             if tp.topic in inputs:
                 # A partition first seen now starts its idle time now: a worker that just started does
                 # not advance partitions it has not had the chance to read.
@@ -150,20 +222,19 @@ class StreamRuntime:
                     candidates.append(tp)
         return sorted(candidates)
 
-    async def _process_idle(self, ends: Mapping[TP, int], asked_ms: int, events: Sequence) -> Processed:
-        consumer = self.table.app.consumer
-        assignment = consumer.assignment()
+    async def _process_idle(self, ends: Mapping, asked_ms: int, events: Sequence) -> Processed:
+        assignment = self.partitions.assignment()
         checkpoints = []
         for tp, end in sorted(ends.items()):
             if tp not in assignment:
                 continue
             part = self.rooms.partitions().get((tp.topic, tp.partition))
-            if part is None and not self._state_ready(tp.partition):
+            if part is None and not self.state.ready(tp.partition):
                 continue  # restored by the next check once its state is recovered
             part = part or self._room_partition(tp.topic, tp.partition)
             next_offset = part.next_offset
             if next_offset is None:  # nothing processed since this worker took the partition
-                next_offset = consumer._committed_offset.get(tp) or 0  # Faust has no public accessor
+                next_offset = self.partitions.committed_offset(tp) or 0
             if end is None or end > next_offset:
                 continue  # messages pending: not idle, they carry event time themselves
             if part.advance_idle(asked_ms):
@@ -270,7 +341,7 @@ class StreamRuntime:
         rebalance) are left out but still acknowledged with the batch: Faust waits for every message
         its agents took before a rebalance or a stop completes, never commits a partition it does not
         own, and the partition's owner reads them again from the committed offset."""
-        assignment = self.table.app.consumer.assignment()
+        assignment = self.partitions.assignment()
         owned = [event for event in events if event.message.tp in assignment]
         if len(owned) < len(events):
             log.warning("skipped %d messages of partitions no longer assigned here", len(events) - len(owned))
@@ -279,56 +350,30 @@ class StreamRuntime:
         return owned
 
     async def _wait_for_state(self, partition: int) -> None:
-        """Until changelog partition `partition` is active here, open and recovered.
+        """Until the state of changelog partition `partition` is ready here (see `StateStore.ready`).
 
         Restoring from anything less would silently start from empty windows (and count short), so a
         state that does not become ready is an error (fail-stop), not a guess."""
-        app = self.table.app
         deadline = time.monotonic() + STATE_READY_TIMEOUT_S
         while True:
-            if self._state_ready(partition):
+            if self.state.ready(partition):
                 return
-            active, opened = self._state_status(partition)
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"state of changelog partition {partition} not ready after {STATE_READY_TIMEOUT_S:.0f} s "
-                    f"(in recovery: {app.in_recovery}, active here: {active}, open: {opened})"
+                    f"({self.state.describe(partition)})"
                 )
             await asyncio.sleep(0.1)
 
-    def _state_status(self, partition: int) -> tuple[bool, bool]:
-        table = self.table
-        active = TP(table.changelog_topic_name, partition) in table.app.assignor.assigned_actives()
-        return active, partition in table.data._dbs  # Faust has no public accessor for this
-
-    def _state_ready(self, partition: int) -> bool:
-        active, opened = self._state_status(partition)
-        return active and opened and not self.table.app.in_recovery
-
     def _state_items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
-        """The state-table items of one changelog partition: the state of the input partitions with
-        that number and of the creator partition with that number (Faust keeps one RocksDB database
-        per changelog partition). Read straight from that database: the table's own `items()` walks
-        the databases of every partition (a full scan per restored partition)."""
-        store = self.table.data
-        return store._visible_items(store._dbs[partition])  # Faust has no public per-partition read
+        """The state of the input partitions numbered `partition` and of the creator partition with
+        that number (one store per changelog partition)."""
+        return self.state.items(partition)
 
     def _write_state(self, event, cp: Checkpoint) -> list:
         """Write the checkpoint's state changes; return the futures of their changelog records."""
-        # Faust's table picks the changelog partition (and RocksDB shard) from the current event; the
-        # checkpoint belongs to the partition of `event`, so make it current while writing.
-        token = _current_event.set(weakref.ref(event))
-        try:
-            table = self.table
-            with table.collect_changelog() as futures:
-                for key, value in cp.state.items():
-                    if value is None:
-                        table.pop(key, None)
-                    else:
-                        table[key] = value
-        finally:
-            _current_event.reset(token)
-        return futures
+        msg = event.message
+        return self.state.write(msg.topic, msg.partition, cp.state)
 
     async def refused_row(self, refused: RefusedRow) -> None:
         """Publish a row ClickHouse refused for good to the dead-letter topic and wait until Kafka has
@@ -416,8 +461,8 @@ def trusted_time_ms(msg) -> int:
 
 
 class _PartitionContext:
-    """Stands in for the Faust event of a partition where no message is at hand (an idle partition's
-    checkpoint): the state table takes the changelog partition from `message.partition`."""
+    """Stands in for the event of a partition where no message is at hand (an idle partition's
+    checkpoint): the last offset processed there."""
 
     def __init__(self, topic: str, partition: int, offset: int):
         self.message = _ContextMessage(topic, partition, offset)
@@ -426,4 +471,3 @@ class _PartitionContext:
 class _ContextMessage:
     def __init__(self, topic: str, partition: int, offset: int):
         self.topic, self.partition, self.offset = topic, partition, offset
-        self.tp = TP(topic, partition)

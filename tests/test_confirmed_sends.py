@@ -19,13 +19,14 @@ from faust.streams import _current_event
 
 from pipeline import checkpointing
 from pipeline.checkpointing import CheckpointPipeline, Processed
-from pipeline.confirmed_sends import ConfirmingTable, SendConfirmations, SendNotConfirmed
+from pipeline.confirmed_sends import SendConfirmations, SendNotConfirmed
+from pipeline.faust.state_table import ConfirmingTable
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
 from pipeline.settings import Settings
 from pipeline.sink.batching import RefusedRow
 from pipeline.sink.tables import ROOM_WINDOW_COLUMNS
-from pipeline.sink.writer import JSON_EACH_ROW, NATIVE
+from pipeline.sink.writer import JSON_EACH_ROW, NATIVE, ListWriter
 
 
 class Died(Exception):
@@ -109,7 +110,7 @@ async def test_confirming_table_collects_the_changelog_futures_of_table_writes()
     assert isinstance(table, ConfirmingTable)
     table.send_changelog(0, b"outside", b"v")  # not collected: no block open
     event = FakeEvent()
-    token = _current_event.set(weakref.ref(event))  # as runtime._write_state does
+    token = _current_event.set(weakref.ref(event))  # as TableStore.write does
     try:
         with table.collect_changelog() as futures:
             table.on_key_set(b"k1", b"v1")  # what table[k1] = v1 calls inside a stream
@@ -138,6 +139,10 @@ class FakeTopic:
         return resolved(asyncio.get_running_loop(), self.error)
 
 
+def runtime_with(settings, metrics, topics) -> StreamRuntime:
+    return StreamRuntime(settings, metrics, state=None, topics=topics, partitions=None, writer=ListWriter())
+
+
 def refused_window_row() -> RefusedRow:
     row = (1_700_000_000, 1_700_000_060, 8, 1, 0, 0, 0, 0, 2, 1, 2**64, 0, 0)
     return RefusedRow("db.room_windows", ROOM_WINDOW_COLUMNS, row, NATIVE, "DataError: gmv_fen", None,
@@ -146,7 +151,7 @@ def refused_window_row() -> RefusedRow:
 
 async def test_a_refused_row_is_dead_lettered_and_confirmed_before_its_batch_counts_as_written():
     settings, metrics, topic = Settings(), Metrics(), FakeTopic()
-    runtime = StreamRuntime(settings, metrics, None, None, SimpleNamespace(deadletter=topic))
+    runtime = runtime_with(settings, metrics, SimpleNamespace(deadletter=topic))
     await runtime.refused_row(refused_window_row())
     doc = orjson.loads(topic.sent[0])
     assert (doc["reason"], doc["table"], doc["source_topic"], doc["offset"]) == (
@@ -166,7 +171,8 @@ async def test_a_refused_row_is_dead_lettered_and_confirmed_before_its_batch_cou
 
 
 async def test_a_refused_row_whose_dead_letter_fails_is_not_counted_as_handled():
-    runtime = StreamRuntime(Settings(), Metrics(), None, None, SimpleNamespace(deadletter=FakeTopic(
-        MessageSizeTooLargeError())))  # fmt: skip
+    runtime = runtime_with(
+        Settings(), Metrics(), SimpleNamespace(deadletter=FakeTopic(MessageSizeTooLargeError()))
+    )
     with pytest.raises(SendNotConfirmed):
         await runtime.refused_row(refused_window_row())

@@ -1,6 +1,7 @@
 """The worker's idle-partition path (`StreamRuntime.advance_idle_partitions`) with Faust's consumer, state
-table and producer replaced by recording fakes: which partitions count as idle, and that their checkpoint
-goes through the room stage's checkpoint pipeline to the state table and the repartition topic."""
+table and producer replaced by recording fakes behind the `pipeline.faust` adapters: which partitions
+count as idle, and that their checkpoint goes through the room stage's checkpoint pipeline to the
+state table and the repartition topic."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from faust.types import TP
 
 from pipeline import checkpointing
 from pipeline.checkpointing import CheckpointPipeline
+from pipeline.faust.consumer import AppPartitions
+from pipeline.faust.state_table import TableStore
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
 from pipeline.settings import Settings
+from pipeline.sink.writer import ListWriter
 
 SETTINGS = Settings.from_env({"TOPIC_PARTITIONS": "2", "IDLE_PARTITION_SECONDS": "60"})
 CHANGELOG = "app-window-state-changelog"
@@ -59,14 +63,6 @@ class Table(dict):
         yield []  # changelog writes of this fake need no confirmation
 
 
-class Sink:
-    async def put(self, rows, position=None):
-        pass
-
-    async def flush(self):
-        pass
-
-
 class Topic:
     def __init__(self):
         self.sent: list[tuple[int, bytes]] = []
@@ -87,8 +83,14 @@ def make_runtime(assigned, ends, committed, clock):
         pass
 
     topics.flush = flush
-    sinks = SimpleNamespace(room_windows=Sink(), raw_events=Sink(), creator_windows=Sink())
-    runtime = StreamRuntime(SETTINGS, Metrics(), sinks, table, topics)
+    runtime = StreamRuntime(
+        SETTINGS,
+        Metrics(),
+        state=TableStore(table),
+        topics=topics,
+        partitions=AppPartitions(table.app),
+        writer=ListWriter(),
+    )
     acked = []
 
     async def ack(event):

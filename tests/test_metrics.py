@@ -13,7 +13,6 @@ from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
 from pipeline.settings import Settings
 from pipeline.sink import ListWriter
-from pipeline.sink.tables import make_sinks
 
 
 def lag_lines(metrics: Metrics) -> dict[str, float]:
@@ -50,7 +49,7 @@ def test_a_revoked_partition_stops_reporting_its_last_lag():
 def test_dedup_evictions_by_cap_are_a_metric_and_in_health():
     settings = Settings()
     metrics = Metrics()
-    runtime = StreamRuntime(settings, metrics, make_sinks(settings, ListWriter()), table=None, topics=None)
+    runtime = StreamRuntime(settings, metrics, state=None, topics=None, partitions=None, writer=ListWriter())
     part = runtime.rooms.partition(settings.topics.views, 0)
     part.dedup.max_entries = 3
     for i in range(5):

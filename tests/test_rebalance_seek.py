@@ -1,4 +1,4 @@
-"""pipeline.rebalance_seek: the seek that ends a rebalance also rewinds partitions without a commit, the
+"""pipeline.faust.rebalance_seek: the seek that ends a rebalance also rewinds partitions without a commit, the
 end of recovery keeps the messages already queued for the agents, and commits do not crawl when gaps
 overlap acknowledged offsets."""
 
@@ -13,8 +13,8 @@ from faust.types import TP
 from intervaltree import IntervalTree
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from pipeline.app import PipelineApp
-from pipeline.rebalance_seek import (
+from pipeline.faust.application import PipelineApp
+from pipeline.faust.rebalance_seek import (
     QueueKeepingFlowControl,
     _seek_to_committed_or_start,
     install,
@@ -92,7 +92,7 @@ def test_resuming_a_suspended_flow_still_clears_the_queues():
 
 def test_modes_flow_control_clears_even_a_running_flow():
     # The behaviour QueueKeepingFlowControl corrects. If a mode release stops doing this, the override
-    # in pipeline.app.PipelineApp is no longer needed.
+    # in pipeline.faust.application.PipelineApp is no longer needed.
     flow = FlowControlEvent()
     queue = channel_queue(flow)
     flow.resume()
@@ -149,7 +149,7 @@ def test_offsets_both_acknowledged_and_in_a_gap_are_committed_in_one_round():
 
 
 def test_fausts_own_new_offset_crawls_one_offset_per_commit_there():
-    # The behaviour pipeline.rebalance_seek.new_offset replaces. If a Faust release stops crawling,
+    # The behaviour pipeline.faust.rebalance_seek.new_offset replaces. If a Faust release stops crawling,
     # the replacement can go.
     assert commits(Consumer._new_offset, bookkeeping(**REBALANCE)) == [24, 25, 26, 27]
 

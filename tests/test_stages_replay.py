@@ -1,20 +1,25 @@
-"""The room and creator stages, driven like the worker drives them, with simulated crashes.
+"""The room and creator stages, driven by the worker's own `StreamRuntime` over in-process fakes
+(tests/stage_fakes.py), with simulated crashes at any step of a checkpoint.
 
-A crash loses everything in memory; what survives is what a checkpoint made durable (the state table,
+A crash loses everything in memory; what survives is what a checkpoint made durable (the state store,
 ClickHouse rows, the repartition topic) and the committed input offsets, which lag behind the state
-when the crash falls between writing state and committing. The stores ClickHouse would hold (a
+when the crash falls between writing state and committing. The checkpoint order itself is pinned
+by tests/test_runtime_checkpoints.py. The stores ClickHouse would hold (a
 per-column maximum per window and key) must come out identical to an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import orjson
 import pytest
+from stage_fakes import DictStore, Event, Message, Steps, StepWriter, Topics, make_rig
 
 from pipeline.ingest import IngestProcessor
 from pipeline.settings import Settings
+from pipeline.topics import contributions_topic
 from pipeline.windows.aggregate import METRIC_COLUMNS
 from pipeline.windows.creators import CreatorPartition
 
@@ -58,107 +63,129 @@ def make_messages(seed: int, count: int) -> dict[tuple[str, int], list[tuple[byt
     return logs
 
 
+class Crash(BaseException):
+    """The worker dies here (a BaseException: nothing in the runtime or the sink catches it as an
+    error to retry)."""
+
+
+class CrashingSteps(Steps):
+    """Steps of one worker incarnation; any step may be where it dies, with probability `p`."""
+
+    def __init__(self, rng: random.Random, p: float) -> None:
+        super().__init__()
+        self.rng, self.p, self.crashed = rng, p, False
+
+    def step(self, name: str, detail=None) -> None:
+        super().step(name, detail)
+        if self.p and not self.crashed and self.rng.random() < self.p:
+            self.crashed = True
+            raise Crash(name)
+
+
 class Durable:
-    """What survives a crash."""
+    """What survives a crash: the state store, ClickHouse, the topics and the committed offsets."""
 
     def __init__(self) -> None:
-        self.state: dict[bytes, bytes] = {}
-        self.rooms: dict[tuple, list[int]] = {}
-        self.creators: dict[tuple, list[int]] = {}
-        self.repartition: dict[int, list[bytes]] = {0: [], 1: []}
+        steps = Steps()
+        self.store = DictStore(steps)
+        self.clickhouse = StepWriter(steps)
+        self.topics = Topics(steps)
         self.committed: dict[tuple[str, int], int] = {}
         self.creator_committed: dict[int, int] = {0: 0, 1: 0}
 
-    def apply_state(self, changes: dict[bytes, bytes | None]) -> None:
-        for key, value in changes.items():
-            if value is None:
-                self.state.pop(key, None)
-            else:
-                self.state[key] = value
+    def repartition(self, q: int) -> list[bytes]:
+        return self.topics.contributions.sent[q]
 
-    @staticmethod
-    def upsert(store: dict, rows: list[tuple], key_len: int) -> None:
+    @property
+    def rooms(self) -> dict[tuple, list[int]]:
+        # (window start ms, room) -> metrics; insert rows are (start_s, end_s, room, creator, *metrics)
+        return self._upsert("room_windows", lambda r: (r[0] * 1000, r[2]), 4)
+
+    @property
+    def creators(self) -> dict[tuple, list[int]]:
+        # (window start ms, creator) -> metrics; insert rows are (start_s, end_s, creator, *metrics)
+        return self._upsert("creator_windows", lambda r: (r[0] * 1000, r[2]), 3)
+
+    def _upsert(self, table: str, key, first_metric: int) -> dict:
         # What the ClickHouse tables do: keep each column's maximum per (window_start, key).
-        for row in rows:
-            key, metrics = row[:key_len], row[3:]
-            old = store.get(key)
-            store[key] = (
+        store: dict[tuple, list[int]] = {}
+        for row in self.clickhouse.rows(f"{SETTINGS.clickhouse_database}.{table}"):
+            k, metrics = key(row), row[first_metric:]
+            old = store.get(k)
+            store[k] = (
                 list(metrics) if old is None else [max(a, b) for a, b in zip(old, metrics, strict=True)]
             )
+        return store
 
 
-def run(logs, seed: int, crash_every: int | None) -> Durable:
+async def run(logs, seed: int, crash_every: int | None) -> Durable:
+    """Drive `StreamRuntime` over `logs` as the worker does (room batches, then the contributions
+    they sent), with the worker dying at random steps of its checkpoints (`crash_every`: about once
+    per that many batches) and restarting from what is durable, until every message is processed."""
     rng = random.Random(seed)
     durable = Durable()
-    outcomes = 0
+    contributions = contributions_topic(SETTINGS)
+    clock = (T0 + 10**9) / 1000  # the broker's append time of every message
     while True:
-        rooms = IngestProcessor(SETTINGS, creator_partitions=2)
-        creators = {q: CreatorPartition(q, SETTINGS.window_ms, expected_sources=len(logs)) for q in (0, 1)}
-        items = list(durable.state.items())
-        for topic, p in logs:
-            rooms.partition(topic, p).restore(items)
-        for creator in creators.values():
-            creator.restore(items)
+        steps = CrashingSteps(rng, 1 / (crash_every * 10) if crash_every else 0)
+        rig = make_rig(SETTINGS, steps, durable.store, durable.clickhouse, durable.topics)
+        runtime = rig.runtime
         cursors = {tp: durable.committed.get(tp, 0) for tp in logs}
         ccursors = dict(durable.creator_committed)
-        steps, crashed = 0, False
-        while any(cursors[tp] < len(logs[tp]) for tp in logs) or any(
-            ccursors[q] < len(durable.repartition[q]) for q in creators
-        ):
-            # Interleave partitions differently on every run, as Kafka fetches do.
-            tp = rng.choice([tp for tp in logs if cursors[tp] < len(logs[tp])] or [None])
-            if tp is not None:
-                for _ in range(rng.randint(1, 5)):
-                    if cursors[tp] >= len(logs[tp]):
-                        break
-                    key, value = logs[tp][cursors[tp]]
-                    result = rooms.partition(*tp).process(cursors[tp], key, value, T0 + 10**9)
-                    outcomes += result.consumed
-                    cursors[tp] += 1
-                cp = rooms.partition(*tp).checkpoint()
-                durable.upsert(durable.rooms, cp.window_rows, 2)
-                for q, msgs in cp.forwards.items():
-                    durable.repartition[q].extend(msgs)
-                if crash_every and rng.randrange(crash_every) == 0:
-                    crashed = True  # after ClickHouse and forwards, before state and commit
-                    break
-                durable.apply_state(cp.state)
-                if crash_every and rng.randrange(crash_every) == 0:
-                    crashed = True  # state written, offsets not committed
-                    break
-                durable.committed[tp] = cursors[tp]
-            for q, creator in creators.items():
-                log = durable.repartition[q]
-                while ccursors[q] < len(log):
-                    creator.apply(log[ccursors[q]])
-                    ccursors[q] += 1
-                cp = creator.checkpoint()
-                durable.upsert(durable.creators, cp.window_rows, 2)
-                if crash_every and rng.randrange(crash_every * 3) == 0:
-                    crashed = True
-                    break
-                durable.apply_state(cp.state)
-                durable.creator_committed[q] = ccursors[q]
-            steps += 1
-            if crashed:
-                break
-        if not crashed:
-            return durable
+        try:
+            while any(cursors[tp] < len(logs[tp]) for tp in logs) or any(
+                ccursors[q] < len(durable.repartition(q)) for q in (0, 1)
+            ):
+                # Interleave partitions differently on every run, as Kafka fetches do.
+                tp = rng.choice([tp for tp in logs if cursors[tp] < len(logs[tp])] or [None])
+                if tp is not None:
+                    end = min(len(logs[tp]), cursors[tp] + rng.randint(1, 5))
+                    events = [
+                        Event(Message(*tp, offset, *logs[tp][offset], timestamp=clock))
+                        for offset in range(cursors[tp], end)
+                    ]
+                    await (await runtime.process_room_batch(events)).write()
+                    steps.step("ack")
+                    cursors[tp] = durable.committed[tp] = end
+                for q in (0, 1):
+                    log, start = durable.repartition(q), ccursors[q]
+                    events = [
+                        Event(Message(contributions, q, o, None, log[o])) for o in range(start, len(log))
+                    ]
+                    if events:
+                        await (await runtime.process_creator_batch(events)).write()
+                        steps.step("ack")
+                        ccursors[q] = durable.creator_committed[q] = start + len(events)
+        except BaseException:
+            if not steps.crashed:
+                raise
+            continue  # everything in memory is lost; the next worker starts from what is durable
+        finally:
+            await stop_sinks(runtime)
+        return durable
+
+
+async def stop_sinks(runtime) -> None:
+    """Stop the sinks' writer tasks (dead with the crash, or idle at the end)."""
+    tasks = [sink._task for sink in runtime.sinks.all() if sink._task is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_crashes_at_random_points_give_the_same_aggregates(seed):
+async def test_crashes_at_random_points_give_the_same_aggregates(seed):
     logs = make_messages(seed, 600)
-    clean = run(logs, seed, crash_every=None)
-    crashed = run(logs, seed + 100, crash_every=4)
+    clean = await run(logs, seed, crash_every=None)
+    crashed = await run(logs, seed + 100, crash_every=4)
     assert clean.rooms and clean.creators
     assert crashed.rooms == clean.rooms
     assert crashed.creators == clean.creators
 
 
-def test_creator_windows_equal_aggregating_all_rooms_of_the_creator():
+async def test_creator_windows_equal_aggregating_all_rooms_of_the_creator():
     logs = make_messages(7, 300)
-    durable = run(logs, 7, crash_every=None)
+    durable = await run(logs, 7, crash_every=None)
     views = METRIC_COLUMNS.index("views")
     by_creator: dict[tuple, int] = {}
     # Recompute views per (window, creator) straight from the accepted events.
@@ -218,13 +245,13 @@ def test_contributions_of_the_earlier_format_still_count_the_same():
 
 
 @pytest.mark.parametrize("seed", [4, 5])
-def test_crashes_with_contributions_cut_small_give_the_same_aggregates(seed, monkeypatch):
+async def test_crashes_with_contributions_cut_small_give_the_same_aggregates(seed, monkeypatch):
     import pipeline.ingest
 
     logs = make_messages(seed, 400)
-    clean = run(logs, seed, crash_every=None)
+    clean = await run(logs, seed, crash_every=None)
     monkeypatch.setattr(pipeline.ingest, "MAX_CONTRIBUTION_BYTES", 300)  # nearly one message per contribution
-    crashed = run(logs, seed + 100, crash_every=4)
+    crashed = await run(logs, seed + 100, crash_every=4)
     assert crashed.rooms == clean.rooms
     assert crashed.creators == clean.creators
 

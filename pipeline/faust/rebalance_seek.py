@@ -43,14 +43,14 @@ applied later offsets of that source (a window keeps only the last offset applie
 forced-timing run of tests/test_scale_out.py (seek delayed while the agents are held) lost 93 events
 with every lag at 0; with the fix the same run passes.
 
-The fix (`QueueKeepingFlowControl`, which `pipeline.app.PipelineApp` uses as its `flow_control`):
-`resume()` resumes (and so clears the queues) only a suspended flow. Every place Faust suspends the
-flow also clears the queues itself (a rebalance revoking partitions), and an event of an earlier
-generation that still reaches a queue is skipped by the stream's generation check, so the clear on
-a running flow only ever discarded current messages. With nothing delivered discarded, the read
-offset check drops only copies of messages already queued or processed, and the seek at most
-replays a prefix in order, which the windows skip. (The same flow control manages Faust's changelog
-queue, which recovery reads; these redundant resumes no longer clear it either.)
+The fix (`QueueKeepingFlowControl`, which `pipeline.faust.application.PipelineApp` uses as its
+`flow_control`): `resume()` resumes (and so clears the queues) only a suspended flow. Every place
+Faust suspends the flow also clears the queues itself (a rebalance revoking partitions), and an
+event of an earlier generation that still reaches a queue is skipped by the stream's generation
+check, so the clear on a running flow only ever discarded current messages. With nothing delivered
+discarded, the read offset check drops only copies of messages already queued or processed, and the
+seek at most replays a prefix in order, which the windows skip. (The same flow control manages
+Faust's changelog queue, which recovery reads; these redundant resumes no longer clear it either.)
 
 3. Commits that crawl one offset at a time after a rebalance. Faust commits, per partition, the
 longest run of consecutive offsets that were acknowledged (`Consumer._acked`) or skipped
