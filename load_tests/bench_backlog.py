@@ -21,11 +21,11 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from load_tests.generator import Counts, TrafficConfig, TrafficModel
-from load_tests.producer import produce
 from pipeline.local.process import find_free_port
 from pipeline.settings import Settings, Topics
 from pipeline.topics import ensure_topics
+from pipeline.traffic.generator import Counts, TrafficConfig, TrafficModel
+from pipeline.traffic.producer import produce
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from load_tests.bench_backlog import create_topics, isolated_env
 from load_tests.bench_worker import Totals, migrate, start_worker
-from load_tests.generator import TrafficConfig, TrafficModel
+from pipeline.traffic.generator import TrafficConfig, TrafficModel
 
 POLL_S = 0.1
 LEAD_S = 1.0  # time between generating the traffic and sending its first message

@@ -25,9 +25,9 @@ from collections import defaultdict
 from dataclasses import replace
 
 from load_tests.bench_backlog import base_config
-from load_tests.generator import TrafficModel
 from pipeline.ingest import IngestProcessor
 from pipeline.settings import Settings
+from pipeline.traffic.generator import TrafficModel
 from pipeline.windows.creators import CreatorPartition
 
 PARTITIONS = 6

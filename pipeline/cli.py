@@ -7,8 +7,6 @@ import argparse
 import logging
 import sys
 
-from load_tests import cli as generate_cli
-from load_tests import phones
 from pipeline import app_cli, demo
 from pipeline.clickhouse import cli as clickhouse_cli
 from pipeline.collector import cli as collector_cli
@@ -16,6 +14,8 @@ from pipeline.errors import UserFacingError
 from pipeline.local import cli as local_cli
 from pipeline.serving import campaigns_cli, dimensions_cli
 from pipeline.settings import Settings, SettingsError
+from pipeline.traffic import cli as generate_cli
+from pipeline.traffic import phones
 
 
 def build_parser() -> argparse.ArgumentParser:

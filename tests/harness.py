@@ -23,11 +23,11 @@ import clickhouse_connect
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from load_tests.generator import TrafficConfig, TrafficModel
 from pipeline.kafka_options import client_options
 from pipeline.local.process import find_free_port
 from pipeline.settings import Settings
 from pipeline.topics import contributions_topic
+from pipeline.traffic.generator import TrafficConfig, TrafficModel
 
 STATS_COLUMNS = "views, viewers, clicks, clickers, orders, buyers, gmv_fen, refunds, refund_fen"
 

@@ -2,7 +2,7 @@
 test polls the boards; no row may show more buyers than orders or more clickers than viewers
 (markers kafka, clickhouse).
 
-The traffic (load_tests.generator: retries, disorder, clicks after views, orders after clicks) is sent
+The traffic (pipeline.traffic.generator: retries, disorder, clicks after views, orders after clicks) is sent
 in chunks with pauses, so the room stage's raw events and the later window rows are caught in between.
 """
 
@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 import pytest
 from harness import WorkerProcess, cli, isolated_env, produce
 
-from load_tests.generator import TrafficConfig, TrafficModel
 from pipeline.clickhouse.clients import Profile, make_client
 from pipeline.serving.registry import Campaign, sync_campaigns
 from pipeline.settings import Settings
+from pipeline.traffic.generator import TrafficConfig, TrafficModel
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 BOARDS = ("creator", "room", "mcn", "source", "merchant")

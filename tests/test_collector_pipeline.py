@@ -20,12 +20,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from harness import WorkerProcess, cli, isolated_env, outcome_totals, window_stats
 
-from load_tests.generator import TrafficConfig, TrafficModel
-from load_tests.phones import phone_uploads, send_uploads
 from pipeline.collector.client import AsyncCollectorClient, Backoff
 from pipeline.local.process import find_free_port
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
+from pipeline.traffic.generator import TrafficConfig, TrafficModel
+from pipeline.traffic.phones import phone_uploads, send_uploads
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 

@@ -6,8 +6,6 @@ import uuid
 
 import pytest
 
-from load_tests.dimensions import render
-from load_tests.generator import TrafficConfig, TrafficModel
 from pipeline.clickhouse import migrations
 from pipeline.clickhouse.clients import Profile, make_client
 from pipeline.serving.dimensions import (
@@ -18,12 +16,14 @@ from pipeline.serving.dimensions import (
 )
 from pipeline.serving.registry import RegistryError
 from pipeline.settings import Settings
+from pipeline.traffic.dimensions import render
+from pipeline.traffic.generator import TrafficConfig, TrafficModel
 
 
 def test_shipped_registry_is_the_generated_one_and_names_the_demo_cast():
     assert (
         DEFAULT_DIMENSIONS.read_text(encoding="utf-8") == render()
-    )  # regenerate: python -m load_tests.dimensions
+    )  # regenerate: python -m pipeline.traffic.dimensions
     dims = load_dimensions()
     assert {c.kind for c in dims.creators.values()} == {"creator", "celebrity", "brand"}
     assert all(c.nickname and c.avatar_url.startswith("https://") for c in dims.creators.values())

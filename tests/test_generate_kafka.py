@@ -18,9 +18,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from test_generator import check_message  # tests/ is on sys.path (rootdir-relative test modules)
 
-from load_tests.generator import TrafficConfig, TrafficModel
 from pipeline.local.process import find_free_port
 from pipeline.settings import Topics
+from pipeline.traffic.generator import TrafficConfig, TrafficModel
 
 START_TS = 1_731_254_400_000  # 2024-11-11T00:00:00+08:00, 双11
 

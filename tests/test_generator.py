@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from load_tests.cli import _start_ts
-from load_tests.generator import Message, TrafficConfig, TrafficModel
-from load_tests.invalid import INVALID_KINDS
 from pipeline.cli import main
 from pipeline.settings import Topics
+from pipeline.traffic.cli import _start_ts
+from pipeline.traffic.generator import Message, TrafficConfig, TrafficModel
+from pipeline.traffic.invalid import INVALID_KINDS
 
 TOPICS = Topics()
 

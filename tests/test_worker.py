@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from harness import WorkerProcess, cli, group_lag, isolated_env, outcome_totals, produce
 
-from load_tests.generator import TrafficConfig, TrafficModel
 from pipeline.checkpointing import EXIT_CHECKPOINT_FAILED
 from pipeline.events.contract import MAX_BATCH_EVENTS
 from pipeline.settings import Settings
+from pipeline.traffic.generator import TrafficConfig, TrafficModel
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 

@@ -16,8 +16,8 @@ Contract:
   topic, in the worker) and counts as done: the other rows land and the partition moves on. Without
   `on_refused` the sink stops (`SinkFailed`) rather than drop a row.
 - `await flush()` returns only when every row put before the call is written: call it before
-  committing Kafka offsets. `written_position` / `on_written` give the highest Kafka offsets whose
-  rows are all written, for callers that commit progressively instead.
+  committing Kafka offsets. The `position` given to `put` only travels with the rows it buffered, so
+  that a refused row names its Kafka source (`RefusedRow.position`) for the dead letter.
 - Rows are what `convert` returns, in the writer's `fmt` (see `pipeline.sink.writer`): tuples for
   `NATIVE`, JSON-object bytes for `JSON_EACH_ROW`. Without `convert`, put rows must already be that.
 - `stats` holds plain counters for metrics (the caller exports them).
@@ -99,7 +99,6 @@ class BatchingSink:
         retry: RetryPolicy = DEFAULT_RETRY,
         convert: Callable[[Any], Any] | None = None,
         fmt: RowFormat = NATIVE,
-        on_written: Callable[[dict[tuple[str, int], int]], None] | None = None,
         on_refused: Callable[[RefusedRow], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -107,9 +106,8 @@ class BatchingSink:
         self.policy, self.retry = policy, retry
         # Default: a NATIVE row may come as any sequence; JSON rows are taken as they are.
         self._convert = convert or (tuple if fmt == NATIVE else None)
-        self._on_written, self._on_refused, self._clock = on_written, on_refused, clock
+        self._on_refused, self._clock = on_refused, clock
         self.stats = SinkStats()
-        self.written_position: dict[tuple[str, int], int] = {}
         self._buffer: list[Any] = []
         self._put_seq = 0  # rows ever put
         self._written_seq = 0  # rows ever written; buffer holds rows _written_seq.._put_seq
@@ -175,8 +173,8 @@ class BatchingSink:
     async def close(self, timeout: float | None = None) -> bool:
         """Flush and stop; True if everything was written, False if `timeout` passed first.
 
-        Unwritten rows are simply dropped from memory on timeout: their offsets were never reported
-        as written, so the consumer re-reads them after a restart.
+        Unwritten rows are simply dropped from memory on timeout: no flush covering them returned, so
+        their offsets were never committed and the consumer re-reads them after a restart.
         """
         self._closing = True
         done = True
@@ -214,7 +212,7 @@ class BatchingSink:
                 await self._write_isolating(batch, token, self._written_seq)
                 del self._buffer[: len(batch)]
                 self._written_seq += len(batch)
-                self._after_write(len(batch))
+                self._after_write()
                 async with self._progress:
                     self._progress.notify_all()
         finally:
@@ -311,15 +309,9 @@ class BatchingSink:
             self.stats.rows_written += len(batch)
             return None
 
-    def _after_write(self, count: int) -> None:
+    def _after_write(self) -> None:
         self.stats.batches_written += 1
         self.stats.buffered_rows = len(self._buffer)
-        covered: dict[tuple[str, int], int] = {}
+        # A mark is needed only until its rows are written (a refused row looks its put up first).
         while self._marks and self._marks[0][0] <= self._written_seq:
-            for key, offset in self._marks.popleft()[1].items():
-                covered[key] = max(offset, covered.get(key, offset))
-        if covered:
-            for key, offset in covered.items():
-                self.written_position[key] = max(offset, self.written_position.get(key, offset))
-            if self._on_written is not None:
-                self._on_written(dict(self.written_position))
+            self._marks.popleft()

@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from load_tests.generator import MAX_BATCH_SIZE, Counts, TrafficConfig, TrafficModel
-from load_tests.producer import ProduceStats, Progress, produce
 from pipeline.kafka_options import client_options
 from pipeline.settings import Settings
+from pipeline.traffic.generator import MAX_BATCH_SIZE, Counts, TrafficConfig, TrafficModel
+from pipeline.traffic.producer import ProduceStats, Progress, produce
 
 _DEFAULTS = TrafficConfig()
 _CONFIG_OPTIONS = (

@@ -34,8 +34,9 @@ CATEGORIES = {
 _CATEGORY_NAMES = tuple(CATEGORIES)
 # entry that brought the viewer (the `source` field): mostly the live feed and short videos (content field)
 SOURCE_WEIGHTS = {"live_feed": 45, "short_video": 25, "search": 8, "mall": 6, "follow": 12, "other": 4}
-# The named cast of deploy/dimensions.toml (load_tests/dimensions.py writes it from these rules): the first
-# NAMED_CREATORS creators have a fixed kind and agency, brand accounts sell their own shop's products.
+# The named cast of deploy/dimensions.toml (pipeline/traffic/dimensions.py writes it from these rules):
+# the first NAMED_CREATORS creators have a fixed kind and agency, brand accounts sell their own shop's
+# products.
 NAMED_CREATORS, MCNS, MERCHANTS = 200, 12, 300
 
 

@@ -21,31 +21,20 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from load_tests.invalid import INVALID_KINDS, make_invalid
-from load_tests.population import SOURCE_WEIGHTS, Population, weighted_stream
 from pipeline.settings import Topics
+from pipeline.traffic.invalid import INVALID_KINDS, make_invalid
+from pipeline.traffic.message import Message
+from pipeline.traffic.population import SOURCE_WEIGHTS, Population, weighted_stream
 
 MAX_BATCH_SIZE = 2000  # an event is < 400 bytes, so a batch stays well under the 1 MiB message limit
 VIEW, CLICK, ORDER, REFUND, RETRY = range(5)
 TYPE_NAMES = ("view", "click", "order", "refund")
 _TOPIC_OF = (0, 1, 2, 2)  # index into Topics.inputs by event type
 _QUANTITIES = (1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 5)
-
-
-class Message(NamedTuple):
-    """One Kafka message. `kind` is the expected rejection reason of an invalid message, else None."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    events: list[dict[str, Any]]
-    invalid: bool = False
-    kind: str | None = None
-    duplicates: int = 0
 
 
 @dataclass(frozen=True)

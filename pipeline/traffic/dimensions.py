@@ -1,7 +1,7 @@
 """Write the demo dimension registry (`deploy/dimensions.toml`) for the generated population.
 
-`python -m load_tests.dimensions > deploy/dimensions.toml` regenerates the committed file. Deterministic
-(no RNG): creator i, agency k and merchant m of `load_tests.population` get fixed Chinese names, so the
+`python -m pipeline.traffic.dimensions > deploy/dimensions.toml` regenerates the committed file. Deterministic
+(no RNG): creator i, agency k and merchant m of `pipeline.traffic.population` get fixed Chinese names, so the
 demo's boards show names. It covers the demo's default cast (150 creators, 500 rooms) with room to
 spare; ids beyond it stay unknown and rank under their id, as real unknown ids would.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from datetime import date
 
-from load_tests.population import (
+from pipeline.traffic.population import (
     CATEGORIES,
     CREATOR_BASE,
     MCN_BASE,
@@ -156,7 +156,7 @@ def render() -> str:
         "# The dimension registry: names for the ids events carry. Loaded into <db>.creators, mcns,",
         "# merchants and categories by `livecommerce dimensions load` and by every worker at start",
         "# (pipeline.serving.dimensions); loading is an upsert by id. Generated for the demo population",
-        "# by `python -m load_tests.dimensions` (edit that, not this file, for the demo cast).",
+        "# by `python -m pipeline.traffic.dimensions` (edit that, not this file, for the demo cast).",
         "#",
         "# [creator.<id>] nickname, avatar (URL), kind = creator | celebrity | brand (商家自播),",
         "#   mcn, merchant, category, source: the creator's defaults, used for events without their own.",

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from load_tests.generator import TrafficConfig, TrafficModel
 from pipeline.settings import Settings
+from pipeline.traffic.generator import TrafficConfig, TrafficModel
 
 
 def phone_uploads(

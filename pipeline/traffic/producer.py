@@ -20,8 +20,8 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from load_tests.generator import Message
 from pipeline.errors import UserFacingError
+from pipeline.traffic.message import Message
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024  # above the 1 MiB message limit plus the batch's own overhead
 

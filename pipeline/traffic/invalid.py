@@ -9,12 +9,28 @@ validator's first-failing-rule order cannot turn it into another reason.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+import random
+from typing import Any, Protocol
 
 import orjson
 
-if TYPE_CHECKING:
-    from load_tests.generator import Message, TrafficModel
+from pipeline.settings import Topics
+from pipeline.traffic.message import Message
+from pipeline.traffic.population import Population
+
+
+class EventSource(Protocol):
+    """What a bad record is made from: the part of `generator.TrafficModel` this module uses (a
+    protocol, so that the generator imports this module and not the other way round)."""
+
+    topics: Topics
+    population: Population
+
+    @property
+    def rng(self) -> random.Random: ...
+
+    def base_event(self, kind: int, room: int, user_id: int, now: float) -> dict[str, Any]: ...
+
 
 # kind (= expected reason code) -> relative weight; common producer bugs are weighted higher.
 WEIGHTS = {
@@ -53,10 +69,8 @@ _REQUIRED = {
 _TOPIC_INDEX = {"view": 0, "click": 1, "order": 2, "refund": 2}
 
 
-def make_invalid(model: TrafficModel, room: int, now: float) -> Message:
+def make_invalid(model: EventSource, room: int, now: float) -> Message:
     """One invalid message for `room` at simulated time `now` (see the module contract)."""
-    from load_tests.generator import Message
-
     rng = model.rng
     kind = rng.choices(INVALID_KINDS, cum_weights=_CUM)[0]
     ev = sample_event(model, rng.choice(("view", "click", "order", "refund")), room, now)
@@ -102,7 +116,7 @@ def make_invalid(model: TrafficModel, room: int, now: float) -> Message:
     return Message(topic, key, value, [], True, kind, 0)
 
 
-def sample_event(model: TrafficModel, type_: str, room: int, now: float) -> dict[str, Any]:
+def sample_event(model: EventSource, type_: str, room: int, now: float) -> dict[str, Any]:
     """A valid event of `type_` for `room`, outside the funnel (schedules and counts nothing)."""
     rng, pop = model.rng, model.population
     ev = model.base_event(
