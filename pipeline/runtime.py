@@ -56,6 +56,7 @@ from pipeline.sink.writer import JSON_EACH_ROW, Writer
 from pipeline.topics import contributions_topic
 from pipeline.windows.checkpoint import Checkpoint
 from pipeline.windows.creators import CreatorPartition
+from pipeline.windows.watermark import NO_WATERMARK
 
 log = logging.getLogger(__name__)
 # How long a batch waits for Faust to recover the state of a partition newly assigned to this worker.
@@ -416,15 +417,28 @@ class StreamRuntime:
         """The event time up to which this worker's `kind` ("room" or "creator") windows are complete
         in ClickHouse: the lowest watermark among its partitions of that stage, each as of its last
         checkpoint whose writes are confirmed (None before any). Not the in-memory watermark, which
-        runs ahead of what a board can read while a checkpoint is being written. Partitions with no
-        watermark yet are left out: they have written nothing either."""
+        runs ahead of what a board can read while a checkpoint is being written.
+
+        Room partitions with no watermark yet are left out: they have written nothing either (and the
+        room stage writes window rows before raw events). A creator partition that has not heard every
+        source yet, or has no confirmed write yet, pins the answer to NO_WATERMARK (nothing final): its
+        creator windows may still lack orders whose raw events, the buyers, are stored. So does a room
+        stage that has written events before any creator partition is known."""
         if kind == "creator":
-            owned = self.creators
-            marks = [wm for p, wm in self._written_creator_wm.items() if p in owned and wm > 0]
-        else:
-            owned = self.rooms.partitions()
-            marks = [wm for tp, wm in self._written_room_wm.items() if tp in owned and wm > 0]
+            owned = self._creator_partitions_owned()
+            if not owned:
+                return NO_WATERMARK if self._written_room_wm else None
+            return min(self._written_creator_wm.get(p, NO_WATERMARK) for p in owned)
+        owned = self.rooms.partitions()
+        marks = [wm for tp, wm in self._written_room_wm.items() if tp in owned and wm > 0]
         return min(marks) if marks else None
+
+    def _creator_partitions_owned(self) -> set[int]:
+        """Creator partitions this worker is assigned or holds, including those whose first
+        contribution it has not consumed yet (their creators may already have raw events stored)."""
+        topic = contributions_topic(self.settings)
+        assigned = {tp[1] for tp in self.partitions.assignment() if tp[0] == topic}
+        return assigned | set(self.creators)
 
     def state_size(self) -> tuple[int, int]:
         windows = users = 0
