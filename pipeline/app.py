@@ -22,6 +22,7 @@ from pipeline.faust import rebalance_seek
 from pipeline.faust.application import PipelineApp, StreamTopics
 from pipeline.faust.consumer import AppPartitions, consumer_progress
 from pipeline.faust.state_table import ConfirmingTable, TableStore
+from pipeline.faust.web import register_routes
 from pipeline.kafka_options import faust_credentials
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
@@ -30,7 +31,6 @@ from pipeline.serving.auth import protect
 from pipeline.serving.health import DependencyChecker
 from pipeline.serving.milestones import MilestoneWatcher
 from pipeline.serving.registry import RegistryError
-from pipeline.serving.routes import register_routes
 from pipeline.settings import Settings
 from pipeline.sink.clickhouse_writer import ClickHouseWriter
 from pipeline.sink.writer import InstrumentedWriter

@@ -14,11 +14,11 @@ CONFINED = ("faust", "mode", "aiokafka")
 ALLOWED = {
     "app.py": ({"faust"}, "the wiring: topics, table, agents, timers, pages (public API)"),
     "collector/producer.py": ({"aiokafka"}, "the collector's plain producer client"),
+    "traffic/producer.py": ({"aiokafka"}, "the traffic generator's plain producer client"),
     "local/kafka.py": ({"aiokafka"}, "the local broker's admin client (public API)"),
     "topics.py": ({"aiokafka"}, "the admin client that creates topics (public API)"),
     "kafka_options.py": ({"aiokafka", "faust"}, "TLS helper and Faust's public credential classes"),
     "app_cli.py": ({"faust"}, "faust.Worker, Faust's public entry point"),
-    "serving/routes.py": ({"faust"}, "the worker's web blueprints (public API)"),
     "serving/health.py": ({"aiokafka"}, "the admin client of the health check (public API)"),
 }
 

@@ -11,6 +11,8 @@ Modules:
 - `rebalance_seek`: three fixes to how Faust ends a rebalance (patches of its consumer classes);
 - `state_table`: `ConfirmingTable` (collects changelog futures) and `TableStore` (the state store);
 - `consumer`: `AppPartitions` (assignment, end and committed offsets) and `consumer_progress` (lag).
+- `web`: `register_routes`, the page and the JSON API (`pipeline.serving`) as Faust views, with
+  Faust's own pages removed (`app.web.blueprints` replaced by an empty `BlueprintManager`).
 
 Private names relied on (faust-streaming 0.15, mode-streaming 0.7, aiokafka 0.14). Each is pinned
 by tests/test_faust_canaries.py, which fails with the name when an upgrade removes or renames one:

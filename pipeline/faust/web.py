@@ -1,4 +1,5 @@
-"""The leaderboard page and the JSON API on the worker's web server (Faust views, aiohttp underneath).
+"""The leaderboard page and the JSON API mounted on the worker's web server (Faust views, aiohttp
+underneath): the Faust side of `pipeline.serving`, which itself imports no Faust.
 
 Contract: `register_routes(app, settings, watermark_ms=None)` adds, read-only (GET/HEAD):
   /                                               the live page (static/index.html)
@@ -20,28 +21,13 @@ contents (user and event ids) to anyone who can reach the port, whatever `APP_WE
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import faust
 from faust.web.base import BlueprintManager
 
 from pipeline.serving.api import ServingApi
+from pipeline.serving.pages import CONTENT_TYPES, NO_STORE, static_files
 from pipeline.settings import Settings
-
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}  # fmt: skip
-# The page polls every 2 s and must see fresh data: no caching of API answers.
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-def static_files() -> dict[str, Path]:
-    """URL path under /static/ -> file, for every servable file shipped in the package."""
-    return {
-        path.relative_to(STATIC_DIR).as_posix(): path
-        for path in STATIC_DIR.rglob("*")
-        if path.is_file() and path.suffix in CONTENT_TYPES
-    }
 
 
 def register_routes(
