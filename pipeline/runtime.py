@@ -423,12 +423,13 @@ class StreamRuntime:
         room stage writes window rows before raw events). A creator partition that has not heard every
         source yet, or has no confirmed write yet, pins the answer to NO_WATERMARK (nothing final): its
         creator windows may still lack orders whose raw events, the buyers, are stored. So does a room
-        stage that has written events before any creator partition is known."""
+        stage that has written events before any creator partition is known. A worker that has
+        streamed nothing answers None (the boards then rely on the stored windows alone)."""
         if kind == "creator":
+            if not self._written_room_wm and not self.creators:
+                return None  # this worker has streamed nothing: the stored windows alone bound the cut
             owned = self._creator_partitions_owned()
-            if not owned:
-                return NO_WATERMARK if self._written_room_wm else None
-            return min(self._written_creator_wm.get(p, NO_WATERMARK) for p in owned)
+            return min((self._written_creator_wm.get(p, NO_WATERMARK) for p in owned), default=NO_WATERMARK)
         owned = self.rooms.partitions()
         marks = [wm for tp, wm in self._written_room_wm.items() if tp in owned and wm > 0]
         return min(marks) if marks else None
