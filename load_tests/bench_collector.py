@@ -3,6 +3,9 @@
     .venv/bin/python -m load_tests.bench_collector [--duration 30] [--connections 64] [--events 5]
     .venv/bin/python -m load_tests.bench_collector --bare [--duration 10] [--connections 64]
 
+`--worker` also starts a local ClickHouse and one `livecommerce worker` consuming the collector's topics
+(its own consumer group, topics and database) and reports the worker's accepted events/s from its
+/metrics during the wrk run, and how long after wrk it took to catch up.
 `--bare` measures the ceiling instead: a bare aiohttp app whose POST handler reads and parses the same
 body and answers a small JSON (no Kafka, no validation), under the same wrk script and connections,
 once on asyncio's default loop and once on uvloop, back to back in one run.
@@ -130,6 +133,8 @@ def main() -> int:
     ap.add_argument("--bare", action="store_true", help="the ceiling: bare aiohttp, asyncio vs uvloop")
     ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                     help="the collector's loop; auto: uvloop if installed")  # fmt: skip
+    ap.add_argument("--worker", action="store_true", help="also run a worker behind the collector")
+    ap.add_argument("--partitions", type=int, default=4, help="input topic partitions (with --worker)")
     ap.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_bare:
@@ -143,11 +148,24 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-collector-"))
     broker = LocalKafka(directory=work / "kafka", lib_dir=default_lib_dir(Settings.from_env().local_dir),
                         port=find_free_port(), controller_port=find_free_port(), tied=True)  # fmt: skip
-    collector = None
+    collector = clickhouse = worker = None
     try:
         broker.start()
         port = find_free_port()
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "COLLECTOR_PORT": str(port),
+        worker_env: dict[str, str] = {}
+        if args.worker:
+            from load_tests.bench_backlog import isolated_env
+            from load_tests.bench_worker import migrate
+            from pipeline.local.clickhouse import LocalClickHouse
+
+            clickhouse = LocalClickHouse(work / "clickhouse", http_port=find_free_port(),
+                                         tcp_port=find_free_port(), tied=True)  # fmt: skip
+            clickhouse.start()
+            services = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "CLICKHOUSE_URL": clickhouse.url}
+            worker_env = isolated_env(services, work, None, args.partitions)
+            migrate(worker_env)
+        env = {**os.environ, **worker_env, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+               "COLLECTOR_PORT": str(port),
                "COLLECTOR_RATE_PER_ADDRESS": "0", "COLLECTOR_RATE_PER_KEY": "0",
                "COLLECTOR_LINGER_MS": str(args.linger_ms), "LOG_LEVEL": "warning",
                "COLLECTOR_EVENT_LOOP": args.loop}  # fmt: skip
@@ -157,12 +175,20 @@ def main() -> int:
                                      stderr=subprocess.STDOUT)  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         _wait_health(base)
+        if args.worker:
+            from load_tests.bench_worker import start_worker
+
+            worker = start_worker(worker_env, work / "worker.log")
+            worker_url = f"http://127.0.0.1:{worker_env['WEB_PORT']}/metrics"
+            worker_before = _worker_accepted(worker_url)
         load_before = os.getloadavg()[0]
         cpu_before = _cpu_seconds(collector.pid)
         started = time.monotonic()
         cmd, out = _wrk(args, base)
         elapsed = time.monotonic() - started
         cpu = _cpu_seconds(collector.pid) - cpu_before
+        if worker is not None:
+            worker_during = _worker_accepted(worker_url) - worker_before
         with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
             text = r.read().decode()
         accepted = metric(text, 'livecommerce_collector_events_total{outcome="accepted"}')
@@ -180,13 +206,34 @@ def main() -> int:
         produce_sum = metric(text, "livecommerce_collector_produce_seconds_sum")
         produce_n = metric(text, "livecommerce_collector_produce_seconds_count")
         print(f"produce to ack mean {1000 * produce_sum / max(produce_n, 1):.1f} ms")
+        if worker is not None:
+            waited = time.monotonic()
+            while _worker_accepted(worker_url) - worker_before < accepted and time.monotonic() - waited < 120:
+                time.sleep(0.5)
+            behind = accepted - (_worker_accepted(worker_url) - worker_before)
+            print(f"worker: {worker_during:,.0f} events accepted during the {elapsed:.1f} s of wrk = "
+                  f"{worker_during / elapsed:,.0f} events/s; caught up {time.monotonic() - waited:.1f} s "
+                  f"after wrk ended ({behind:,.0f} events still behind)")  # fmt: skip
         return 0
     finally:
         if collector is not None:
             collector.terminate()
             collector.wait(30)
+        if worker is not None:
+            worker.stop()
+        if clickhouse is not None:
+            clickhouse.stop()
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _worker_accepted(url: str) -> float:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    return sum(
+        float(v)
+        for v in re.findall(r'^livecommerce_events_total\{[^}]*outcome="accepted"[^}]*\} (\S+)$', text, re.M)
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
