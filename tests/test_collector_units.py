@@ -220,3 +220,16 @@ def test_js_sdk_unit_tests_pass_under_node():
         ["node", "--test", str(js)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_event_loop_choice():
+    from pipeline.collector.cli import event_loop
+
+    assert event_loop("asyncio") is None  # aiohttp's default loop
+    loop = event_loop("auto")  # uvloop when installed (a pinned dependency), else the default
+    try:
+        pytest.importorskip("uvloop")
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        if loop is not None:
+            loop.close()

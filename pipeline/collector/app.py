@@ -178,12 +178,12 @@ async def post_events(request: web.Request) -> web.Response:
         if refused is not None:
             m.events.labels("refused").inc(len(items))
             return refused
-        m.events.labels("accepted").inc(n_ok)
+        m.events_accepted.inc(n_ok)
     if checked.rejected_reasons:
         m.events.labels("rejected").inc(len(checked.rejected_reasons))
         for reason in checked.rejected_reasons:
             m.rejections.labels(reason).inc()
-    m.requests.labels("ok").inc()
+    m.requests_ok.inc()
     body = orjson.dumps(
         {"accepted": n_ok, "rejected": len(checked.rejected_reasons), "results": checked.results}
     )
@@ -247,8 +247,7 @@ async def _produce(state: Collector, checked: intake.CheckedUpload) -> web.Respo
         return _error(503, "overloaded", "too many events waiting for Kafka; retry", RETRY_AFTER_FULL_S)
     add = batcher.add
     futures = {add(topic, room, part) for topic, room, part in checked.accepted}
-    m.pending_events.set(batcher.pending_events)
-    m.pending_bytes.set(batcher.pending_bytes)
+    # The queue-depth gauges are set when /metrics is scraped (metrics_page), not on every upload.
     # asyncio.wait never cancels the futures: other uploads share them.
     done, pending = await asyncio.wait(futures, timeout=state.settings.collector_produce_timeout_s)
     if pending or any(f.exception() is not None for f in done):

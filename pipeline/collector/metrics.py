@@ -81,5 +81,9 @@ class CollectorMetrics:
             "livecommerce_collector_kafka_ready", "1 once the Kafka producer has connected.", registry=r
         )
 
+        # The children every 200 touches, resolved once: labels() is a locked dict look-up per call.
+        self.requests_ok = self.requests.labels("ok")
+        self.events_accepted = self.events.labels("accepted")
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
