@@ -74,6 +74,7 @@ class Settings:
     collector_port: int = 8088
     collector_app_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (app name, key)
     collector_linger_ms: int = 50
+    collector_event_loop: str = "auto"  # auto (uvloop when installed) | uvloop | asyncio
     collector_max_message_bytes: int = 256 * 1024
     collector_max_body_bytes: int = 1024 * 1024
     collector_max_events_per_request: int = 500
@@ -167,6 +168,7 @@ def _collector_settings(r: _Reader, env: Mapping[str, str]) -> dict:
         "collector_port": r.integer("COLLECTOR_PORT", 8088, minimum=1, maximum=65535),
         "collector_app_keys": _app_keys(env.get("COLLECTOR_APP_KEYS", "")),
         "collector_linger_ms": r.integer("COLLECTOR_LINGER_MS", 50, minimum=0, maximum=5000),
+        "collector_event_loop": r.choice("COLLECTOR_EVENT_LOOP", "auto", ("auto", "uvloop", "asyncio")),
         "collector_max_message_bytes": max_message,
         "collector_max_body_bytes": r.integer(
             "COLLECTOR_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=16 * 1024 * 1024

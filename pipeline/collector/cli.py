@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from pipeline.settings import Settings
 
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print=None,
         shutdown_timeout=settings.collector_produce_timeout_s + 5,
         handle_signals=True,
-        loop=event_loop(os.environ.get("COLLECTOR_EVENT_LOOP", "auto")),
+        loop=event_loop(settings.collector_event_loop),
     )
     return 0
 
