@@ -26,9 +26,9 @@ from dataclasses import replace
 
 from load_tests.bench_backlog import base_config
 from load_tests.generator import TrafficModel
-from pipeline.ingest import IngestProcessor
 from pipeline.settings import Settings
-from pipeline.windows.creators import CreatorPartition
+from pipeline.stages.creators import CreatorPartition
+from pipeline.stages.rooms import IngestProcessor
 
 PARTITIONS = 6
 BATCH_MESSAGES = 2000

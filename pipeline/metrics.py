@@ -127,7 +127,7 @@ class Metrics:
         )
 
     def count_outcomes(self, topic: str, result) -> None:
-        """Add one ingest result's outcomes (see pipeline.ingest.IngestResult)."""
+        """Add one ingest result's outcomes (see pipeline.stages.rooms.IngestResult)."""
         self.messages.labels(topic=topic).inc()
         events = self.events
         for outcome, n in (

@@ -40,15 +40,15 @@ from pipeline.events.deadletter import (
     message_envelope,
     refused_row_envelope,
 )
-from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 from pipeline.sink.batching import RefusedRow
 from pipeline.sink.tables import Sinks
 from pipeline.sink.writer import JSON_EACH_ROW
+from pipeline.stages.creators import CreatorPartition
+from pipeline.stages.rooms import IngestProcessor, RoomPartition
 from pipeline.topics import contributions_topic
 from pipeline.windows.checkpoint import Checkpoint
-from pipeline.windows.creators import CreatorPartition
 
 log = logging.getLogger(__name__)
 # How long a batch waits for Faust to recover the state of a partition newly assigned to this worker.

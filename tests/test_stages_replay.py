@@ -13,10 +13,10 @@ import random
 import orjson
 import pytest
 
-from pipeline.ingest import IngestProcessor
 from pipeline.settings import Settings
+from pipeline.stages.creators import CreatorPartition
+from pipeline.stages.rooms import IngestProcessor
 from pipeline.windows.aggregate import METRIC_COLUMNS
-from pipeline.windows.creators import CreatorPartition
 
 SETTINGS = Settings.from_env(
     {"WINDOW_SECONDS": "10", "ALLOWED_LATENESS_SECONDS": "5", "TOPIC_PARTITIONS": "2"}
@@ -219,18 +219,19 @@ def test_contributions_of_the_earlier_format_still_count_the_same():
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_crashes_with_contributions_cut_small_give_the_same_aggregates(seed, monkeypatch):
-    import pipeline.ingest
+    import pipeline.stages.rooms
 
     logs = make_messages(seed, 400)
     clean = run(logs, seed, crash_every=None)
-    monkeypatch.setattr(pipeline.ingest, "MAX_CONTRIBUTION_BYTES", 300)  # nearly one message per contribution
+    # nearly one message per contribution
+    monkeypatch.setattr(pipeline.stages.rooms, "MAX_CONTRIBUTION_BYTES", 300)
     crashed = run(logs, seed + 100, crash_every=4)
     assert crashed.rooms == clean.rooms
     assert crashed.creators == clean.creators
 
 
 def test_a_large_checkpoints_dedup_memory_is_cut_into_bounded_chunks_and_restored_whole():
-    from pipeline.ingest import MAX_IDS_PER_CHUNK, RoomPartition
+    from pipeline.stages.rooms import MAX_IDS_PER_CHUNK, RoomPartition
     from pipeline.windows import codec
 
     part = RoomPartition("live.views", 0, SETTINGS, creator_partitions=2)

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import orjson
 
 from pipeline.events import contract as c
-from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.runtime import LOG_APPEND_TIME, trusted_time_ms
 from pipeline.settings import Settings
-from pipeline.windows.creators import CreatorPartition
+from pipeline.stages.creators import CreatorPartition
+from pipeline.stages.rooms import IngestProcessor, RoomPartition
 from pipeline.windows.watermark import NO_WATERMARK
 
 SETTINGS = Settings.from_env({"TOPIC_PARTITIONS": "2"})  # window 60 s, lateness 120 s, skew 60 s, idle 60 s
@@ -98,7 +98,7 @@ def test_a_persisted_watermark_ahead_of_the_clock_is_corrected_at_start(caplog):
     assert send(old, 0, view(0, T0 + year), T0 + year).accepted  # written before time was bounded
     state = old.checkpoint().state
     restored = IngestProcessor(SETTINGS).partition("live.views", 0)
-    with caplog.at_level(logging.WARNING, logger="pipeline.ingest"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.stages.rooms"):
         restored.restore(state.items(), now_ms=T0)
     assert restored.watermark.max_event_ms == T0 + SETTINGS.max_clock_skew_ms
     assert "live.views/0" in caplog.text and "corrected" in caplog.text
