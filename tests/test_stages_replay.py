@@ -13,10 +13,10 @@ import random
 import orjson
 import pytest
 
+from pipeline.rows import METRIC_COLUMNS
 from pipeline.settings import Settings
 from pipeline.stages.creators import CreatorPartition
 from pipeline.stages.rooms import IngestProcessor
-from pipeline.windows.aggregate import METRIC_COLUMNS
 
 SETTINGS = Settings.from_env(
     {"WINDOW_SECONDS": "10", "ALLOWED_LATENESS_SECONDS": "5", "TOPIC_PARTITIONS": "2"}
@@ -253,7 +253,7 @@ def test_a_large_checkpoints_dedup_memory_is_cut_into_bounded_chunks_and_restore
 
 
 def test_the_room_stage_hands_the_sink_one_raw_line_per_accepted_event_with_its_position():
-    from pipeline.sink.tables import raw_event_json
+    from pipeline.rows import raw_event_json
 
     logs = make_messages(8, 60)
     rooms = IngestProcessor(SETTINGS, creator_partitions=2)

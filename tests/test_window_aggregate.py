@@ -1,6 +1,7 @@
 import itertools
 
-from pipeline.windows.aggregate import CREATOR_KEY, METRIC_COLUMNS, ROOM_KEY, WindowAggregator
+from pipeline.rows import METRIC_COLUMNS
+from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator
 
 W = 60_000
 POS = itertools.count()

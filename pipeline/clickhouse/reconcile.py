@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-_METRICS = ("views", "viewers", "clicks", "clickers", "orders", "buyers", "gmv_fen", "refunds", "refund_fen")
+from pipeline.rows import METRIC_COLUMNS as _METRICS
 
 # Same definitions as the stream (domain.md): refunds are counted apart, never netted out of GMV.
 _EXPECTED = """

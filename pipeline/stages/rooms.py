@@ -24,8 +24,8 @@ import orjson
 
 from pipeline.events.decode import Rejection, allowed_types_for_topic, decode_message
 from pipeline.events.dedup import Deduplicator
+from pipeline.rows import kafka_position_tail, raw_event_line
 from pipeline.settings import Settings
-from pipeline.sink.tables import kafka_position_tail, raw_event_line
 from pipeline.windows import codec
 from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, count_event, new_partial
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows

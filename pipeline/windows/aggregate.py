@@ -16,19 +16,6 @@ from collections.abc import Iterable
 
 from pipeline.windows.watermark import window_start
 
-# Column order of the rows emitted below; the sink and the ClickHouse tables use the same order.
-METRIC_COLUMNS = (
-    "views",
-    "viewers",
-    "clicks",
-    "clickers",
-    "orders",
-    "buyers",
-    "gmv_fen",
-    "refunds",
-    "refund_fen",
-)
-
 
 class Window:
     """One window of one key. `through` maps a source (an input partition) to the last position from
@@ -115,7 +102,7 @@ def partial_events(p: list) -> int:
 class WindowAggregator:
     """Open windows of one partition, keyed by (window_start_ms, key).
 
-    Rows are `(window_start_ms, key, creator_id, *METRIC_COLUMNS)`; for creator windows key and
+    Rows are `(window_start_ms, key, creator_id, *pipeline.rows.METRIC_COLUMNS)`; for creator windows key and
     creator_id are the same id.
     """
 
@@ -202,7 +189,6 @@ class WindowAggregator:
 
 __all__ = [
     "CREATOR_KEY",
-    "METRIC_COLUMNS",
     "ROOM_KEY",
     "Window",
     "WindowAggregator",

@@ -22,7 +22,7 @@ class Checkpoint:
 
     window_rows: list[tuple] = field(default_factory=list)
     final_windows: int = 0
-    raw_events: list[bytes] = field(default_factory=list)  # JSONEachRow lines (sink.tables.raw_event_line)
+    raw_events: list[bytes] = field(default_factory=list)  # JSONEachRow lines (pipeline.rows.raw_event_line)
     forwards: dict[int, list[bytes]] = field(default_factory=dict)
     state: dict[bytes, bytes | None] = field(default_factory=dict)
     newest_event_ms: list[int] = field(default_factory=list)  # per input message, for the latency metric
