@@ -231,7 +231,8 @@ def test_crashes_with_contributions_cut_small_give_the_same_aggregates(seed, mon
 
 
 def test_a_large_checkpoints_dedup_memory_is_cut_into_bounded_chunks_and_restored_whole():
-    from pipeline.stages.rooms import MAX_IDS_PER_CHUNK, RoomPartition
+    from pipeline.events.dedup import MAX_IDS_PER_CHUNK
+    from pipeline.stages.rooms import RoomPartition
     from pipeline.windows import codec
 
     part = RoomPartition("live.views", 0, SETTINGS, creator_partitions=2)
