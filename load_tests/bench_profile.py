@@ -50,7 +50,7 @@ KEY_FUNCTIONS = (
     ("pipeline/stages/rooms.py", "process"),
     ("pipeline/events/decode.py", "decode_message"),
     ("pipeline/events/dedup.py", "is_duplicate"),
-    ("pipeline/windows/aggregate.py", "add_events"),
+    ("pipeline/windows/aggregate.py", "add_partials"),
     ("pipeline/stages/rooms.py", "checkpoint"),
     ("pipeline/sink/batching.py", "put"),
     ("pipeline/sink/batching.py", "flush"),

@@ -247,7 +247,8 @@ class StreamRuntime:
     def _creator_partition(self, partition: int) -> CreatorPartition:
         part = self.creators.get(partition)
         if part is None:
-            part = CreatorPartition(partition, self.settings.window_ms, self.expected_sources)
+            late = self.metrics.creator_late.inc
+            part = CreatorPartition(partition, self.settings.window_ms, self.expected_sources, on_late=late)
             loaded = part.restore(self._state_items(partition))
             log.info("creator stage %s: restored %d open windows from the state table", part.source, loaded)
             self.creators[partition] = part

@@ -21,7 +21,7 @@ than cap / horizon events per second (1,667/s at the defaults).
 Guarantee: a repeat of an event_id whose first copy was recorded and whose `ts` is within `horizon_ms`
 of the highest event time seen is reported as a duplicate, unless the cap evicted it.
 An event older than that (ts < high-water mark - horizon) cannot be checked: `is_duplicate` returns
-False and does not record it (counted in `too_old`). This is harmless when horizon >= window + allowed
+False and does not record it. This is harmless when horizon >= window + allowed
 lateness (enforced by Settings): the window stage, using the same event-time clock, drops such an event
 as late anyway.
 
@@ -58,7 +58,6 @@ class Deduplicator:
         "evicted_by_cap",
         "horizon_ms",
         "max_entries",
-        "too_old",
     )
 
     def __init__(self, horizon_ms: int, max_entries: int = DEFAULT_MAX_ENTRIES, bucket_ms: int | None = None):
@@ -76,7 +75,6 @@ class Deduplicator:
         self._high: int | None = None  # highest event time seen or advanced to
         self._cutoff_bucket: int | None = None  # buckets below this number are expired
         self.evicted_by_cap = 0
-        self.too_old = 0
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -100,7 +98,6 @@ class Deduplicator:
         if event_id in seen:
             return True
         if ts < high - self.horizon_ms:
-            self.too_old += 1
             return False
         seen[event_id] = ts
         b = ts // self._bucket_ms
@@ -155,9 +152,9 @@ class Deduplicator:
 
         The high-water mark becomes `high_water_ms` or, if None, the largest ts among the items; entries
         beyond the horizon are dropped and the cap is applied, as if the items had been seen in order.
-        Pairs may be 2-element lists (as JSON gives them back). Counters are left unchanged.
+        Pairs may be 2-element lists (as JSON gives them back). `evicted_by_cap` is left unchanged.
         """
-        counters = (self.evicted_by_cap, self.too_old)
+        evicted = self.evicted_by_cap
         self._seen = {}
         self._buckets = {}
         self._high = None
@@ -169,7 +166,7 @@ class Deduplicator:
             self.advance(high_water_ms)
         for event_id, ts in pairs:
             self.is_duplicate(event_id, ts)
-        self.evicted_by_cap, self.too_old = counters
+        self.evicted_by_cap = evicted
 
 
 class DedupChunks:

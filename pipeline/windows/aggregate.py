@@ -110,23 +110,6 @@ class WindowAggregator:
         self.size_ms = size_ms
         self.windows: dict[tuple[int, int], Window] = {}
 
-    def add_events(self, events: Iterable[dict], key_field: str, source: str, position: int) -> int:
-        """Apply validated event dicts that came from `source` at `position` (an input offset), as the
-        partials they make (see `add_partials`). `key_field` names the key ("room_id" or "creator_id").
-        Only contributions in the old format (slim events) and tests still come as events."""
-        size = self.size_ms
-        partials: dict[tuple[int, int, int], list] = {}
-        for ev in events:
-            # Slim events carry no room: creator windows do not need it.
-            ts, room, creator = ev["ts"], ev.get("room_id", 0), ev["creator_id"]
-            start = ts - ts % size
-            p = partials.get((start, room, creator))
-            if p is None:
-                p = partials[(start, room, creator)] = new_partial(start, room, creator)
-            count_event(p, ev)
-        key_index = ROOM_KEY if key_field == "room_id" else CREATOR_KEY
-        return self.add_partials(partials.values(), key_index, source, position)
-
     def add_partials(self, partials: Iterable[list], key_index: int, source: str, position: int) -> int:
         """Apply partials that came from `source` at `position`, to the windows of the key at
         `key_index` (ROOM_KEY or CREATOR_KEY). A window that already applied this source up to
