@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 
 from pipeline.events.contract import FIELDS_BY_TYPE
+from pipeline.windows.timing import window_end
 
 # The nine metrics of a window, in the order of the window tables' columns and of every window row (the
 # `WindowAggregator` rows, the sink's insert rows, reconciliation): the one place they are named.
@@ -71,14 +72,14 @@ def room_window_row(row: tuple, window_ms: int) -> tuple:
     """Stream room-window tuple -> insert row in ROOM_WINDOW_COLUMNS order:
     (start_s, end_s, room_id, creator_id, *metrics)."""
     start_ms = int(row[0])
-    return (start_ms // 1000, (start_ms + window_ms) // 1000, *row[1:])
+    return (start_ms // 1000, window_end(start_ms, window_ms) // 1000, *row[1:])
 
 
 def creator_window_row(row: tuple, window_ms: int) -> tuple:
     """Stream creator-window tuple (window_start_ms, creator_id, creator_id, *metrics) -> insert row in
     CREATOR_WINDOW_COLUMNS order: (start_s, end_s, creator_id, *metrics)."""
     start_ms = int(row[0])
-    return (start_ms // 1000, (start_ms + window_ms) // 1000, row[1], *row[3:])
+    return (start_ms // 1000, window_end(start_ms, window_ms) // 1000, row[1], *row[3:])
 
 
 def raw_event_row(item: tuple[Mapping[str, Any], str, int, int]) -> tuple:

@@ -17,7 +17,7 @@ from pipeline.runtime import LOG_APPEND_TIME, trusted_time_ms
 from pipeline.settings import Settings
 from pipeline.stages.creators import CreatorPartition
 from pipeline.stages.rooms import IngestProcessor, RoomPartition
-from pipeline.windows.watermark import NO_WATERMARK
+from pipeline.windows.timing import NO_WATERMARK
 
 SETTINGS = Settings.from_env({"TOPIC_PARTITIONS": "2"})  # window 60 s, lateness 120 s, skew 60 s, idle 60 s
 T0 = 1_750_000_000_020  # not on a window boundary

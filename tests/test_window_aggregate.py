@@ -2,7 +2,7 @@ import itertools
 
 from pipeline.rows import METRIC_COLUMNS
 from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, count_event, new_partial
-from pipeline.windows.watermark import window_start
+from pipeline.windows.timing import window_start
 
 W = 60_000
 POS = itertools.count()

@@ -25,7 +25,7 @@ import orjson
 from pipeline.windows import codec
 from pipeline.windows.aggregate import CREATOR_KEY, WindowAggregator, partial_events
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
-from pipeline.windows.watermark import NO_WATERMARK
+from pipeline.windows.timing import NO_WATERMARK, is_final
 
 
 class CreatorPartition:
@@ -61,7 +61,7 @@ class CreatorPartition:
             if finalised_before != NO_WATERMARK:
                 kept = []
                 for p in parts:
-                    if p[0] + self.window_ms > finalised_before:
+                    if not is_final(p[0], self.window_ms, finalised_before):
                         kept.append(p)
                     else:
                         late += partial_events(p)

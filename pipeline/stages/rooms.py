@@ -26,10 +26,11 @@ from pipeline.events.decode import Rejection, allowed_types_for_topic, decode_me
 from pipeline.events.dedup import DedupChunks, Deduplicator
 from pipeline.rows import kafka_position_tail, raw_event_line
 from pipeline.settings import Settings
-from pipeline.windows import codec
+from pipeline.windows import codec, timing
 from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, count_event, new_partial
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
-from pipeline.windows.watermark import NO_WATERMARK, Watermark
+from pipeline.windows.timing import NO_WATERMARK
+from pipeline.windows.watermark import Watermark
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,12 @@ class RoomPartition:
         accepted, late = result.accepted, result.late
         is_duplicate, new_ids = self.dedup.is_duplicate, self.dedup_chunks.new_ids
         # One pass per event: de-duplicate, classify against the watermark, and add the event to the
-        # partial of its window (Watermark.is_late and observe, inlined: this loop is the hot path).
+        # partial of its window (Watermark.observe inlined, the timing functions bound to locals: this
+        # loop is the hot path).
         size, lateness = self.settings.window_ms, self.watermark.lateness_ms
+        open_start, watermark = timing.open_window_start, timing.watermark
         highest = self.watermark.max_event_ms
+        wm = watermark(highest, lateness)
         partials: dict[tuple[int, int, int], list] = {}
         duplicates = newest = 0
         for ev in decoded.events:
@@ -102,8 +106,8 @@ class RoomPartition:
                 duplicates += 1
                 continue
             new_ids.append((event_id, ts))
-            start = ts - ts % size
-            if start + size <= highest - lateness:
+            start = open_start(ts, size, wm)
+            if start is None:
                 late.append(ev)
                 continue
             accepted.append(ev)
@@ -111,6 +115,7 @@ class RoomPartition:
                 newest = ts
                 if ts > highest:
                     highest = ts
+                    wm = watermark(highest, lateness)
             room, creator = ev["room_id"], ev["creator_id"]
             p = partials.get((start, room, creator))
             if p is None:
@@ -188,7 +193,7 @@ class RoomPartition:
         }
         self._forward = {}
         if wm != NO_WATERMARK:
-            window = wm // self.settings.window_ms
+            window = timing.window_start(wm, self.settings.window_ms)
             for target in range(self.creator_partitions):
                 if target not in forwards and self._heard.get(target, NO_WATERMARK) < window:
                     forwards[target] = [codec.encode_contribution(self.source, wm, [])]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.windows.watermark import window_start
+from pipeline.windows.timing import is_final
 
 
 class Window:
@@ -158,7 +158,7 @@ class WindowAggregator:
         The caller writes these rows as the windows' final values; memory then holds only open windows.
         """
         size = self.size_ms
-        final = [wkey for wkey in self.windows if wkey[0] + size <= watermark_ms]
+        final = [wkey for wkey in self.windows if is_final(wkey[0], size, watermark_ms)]
         rows = []
         for wkey in final:
             window = self.windows.pop(wkey)
@@ -177,5 +177,4 @@ __all__ = [
     "WindowAggregator",
     "new_partial",
     "partial_events",
-    "window_start",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pipeline.windows import codec
 from pipeline.windows.aggregate import WindowAggregator
-from pipeline.windows.watermark import NO_WATERMARK
+from pipeline.windows.timing import NO_WATERMARK
 
 
 @dataclass(slots=True)
