@@ -22,8 +22,8 @@ import orjson
 
 from pipeline.events import contract as c
 from pipeline.events.deadletter import message_envelope
-from pipeline.ingest import RoomPartition
 from pipeline.settings import Settings
+from pipeline.stages.rooms import RoomPartition
 
 NOW = 1_731_290_000_000
 ROOM = 7301234567890123456

@@ -25,10 +25,10 @@ from collections import defaultdict
 from dataclasses import replace
 
 from load_tests.bench_backlog import base_config
-from pipeline.ingest import IngestProcessor
 from pipeline.settings import Settings
+from pipeline.stages.creators import CreatorPartition
+from pipeline.stages.rooms import IngestProcessor
 from pipeline.traffic.generator import TrafficModel
-from pipeline.windows.creators import CreatorPartition
 
 PARTITIONS = 6
 BATCH_MESSAGES = 2000

@@ -1,6 +1,6 @@
 """Faust wiring, kept thin: topics, the state table, two agents, timers, and the web pages.
 
-Everything that decides anything lives in plain code (`pipeline.ingest`, `pipeline.windows`,
+Everything that decides anything lives in plain code (`pipeline.stages`, `pipeline.windows`,
 `pipeline.sink`) driven by `pipeline.runtime.StreamRuntime`; this module only connects it to Kafka
 and to the worker's web server. Every Faust, mode and aiokafka internal is used in `pipeline.faust`.
 

@@ -104,6 +104,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.creator_late = Counter(
+            "livecommerce_creator_late_events",
+            "Events the creator stage dropped because their creator window was already final (should stay "
+            "0: a source forwards no event late by its own watermark; if it grows, creator windows count "
+            "short of room windows).",
+            registry=r,
+        )
         self.sink_insert_duration = Histogram(
             "livecommerce_sink_insert_seconds",
             "Duration of successful inserts into ClickHouse.",
@@ -127,7 +134,7 @@ class Metrics:
         )
 
     def count_outcomes(self, topic: str, result) -> None:
-        """Add one ingest result's outcomes (see pipeline.ingest.IngestResult)."""
+        """Add one ingest result's outcomes (see pipeline.stages.rooms.IngestResult)."""
         self.messages.labels(topic=topic).inc()
         events = self.events
         for outcome, n in (

@@ -47,16 +47,16 @@ from pipeline.events.deadletter import (
     message_envelope,
     refused_row_envelope,
 )
-from pipeline.ingest import IngestProcessor, RoomPartition
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 from pipeline.sink.batching import RefusedRow
 from pipeline.sink.tables import make_sinks
 from pipeline.sink.writer import JSON_EACH_ROW, Writer
+from pipeline.stages.creators import CreatorPartition
+from pipeline.stages.rooms import IngestProcessor, RoomPartition
 from pipeline.topics import contributions_topic
 from pipeline.windows.checkpoint import Checkpoint
-from pipeline.windows.creators import CreatorPartition
-from pipeline.windows.watermark import NO_WATERMARK
+from pipeline.windows.timing import NO_WATERMARK
 
 log = logging.getLogger(__name__)
 # How long a batch waits for Faust to recover the state of a partition newly assigned to this worker.
@@ -319,7 +319,8 @@ class StreamRuntime:
     def _creator_partition(self, partition: int) -> CreatorPartition:
         part = self.creators.get(partition)
         if part is None:
-            part = CreatorPartition(partition, self.settings.window_ms, self.expected_sources)
+            late = self.metrics.creator_late.inc
+            part = CreatorPartition(partition, self.settings.window_ms, self.expected_sources, on_late=late)
             loaded = part.restore(self._state_items(partition))
             log.info("creator stage %s: restored %d open windows from the state table", part.source, loaded)
             self.creators[partition] = part

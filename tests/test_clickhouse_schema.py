@@ -18,8 +18,7 @@ from pipeline.clickhouse.campaigns import upsert_campaigns
 from pipeline.clickhouse.cli import run_migrate
 from pipeline.clickhouse.clients import ClickHouseUnavailable, Profile, make_client
 from pipeline.errors import UserFacingError
-from pipeline.settings import Settings
-from pipeline.sink.tables import (
+from pipeline.rows import (
     CREATOR_WINDOW_COLUMNS,
     RAW_EVENT_COLUMNS,
     ROOM_WINDOW_COLUMNS,
@@ -27,6 +26,7 @@ from pipeline.sink.tables import (
     raw_event_row,
     room_window_row,
 )
+from pipeline.settings import Settings
 
 pytestmark = pytest.mark.clickhouse
 # Midnight Asia/Shanghai of yesterday (16:00 UTC): recent, so the raw events TTL does not drop the rows.

@@ -22,10 +22,10 @@ from pipeline.checkpointing import CheckpointPipeline, Processed
 from pipeline.confirmed_sends import SendConfirmations, SendNotConfirmed
 from pipeline.faust.state_table import ConfirmingTable
 from pipeline.metrics import Metrics
+from pipeline.rows import ROOM_WINDOW_COLUMNS
 from pipeline.runtime import StreamRuntime
 from pipeline.settings import Settings
 from pipeline.sink.batching import RefusedRow
-from pipeline.sink.tables import ROOM_WINDOW_COLUMNS
 from pipeline.sink.writer import JSON_EACH_ROW, NATIVE, ListWriter
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.events.dedup import Deduplicator
+from pipeline.events.dedup import DedupChunks, Deduplicator
 
 MIN = 60_000
 T0 = 1_731_290_000_000
@@ -43,7 +43,7 @@ def test_event_older_than_the_horizon_is_not_checked_nor_recorded() -> None:
     d.is_duplicate("now", T0 + 30 * MIN)
     assert d.is_duplicate("ancient", T0) is False
     assert d.is_duplicate("ancient", T0) is False  # documented: not a duplicate, the window drops it late
-    assert (len(d), d.too_old) == (1, 2)
+    assert len(d) == 1
 
 
 def test_advance_expires_an_idle_partition_and_never_moves_back() -> None:
@@ -142,3 +142,20 @@ def test_matches_a_reference_model_without_cap(stream: list[tuple[int, int]], ho
         first_ts = live
         assert d.is_duplicate(eid, ts) is expected, (eid, ts)
         assert len(d) == len(first_ts)
+
+
+def test_chunks_round_trip_and_are_deleted_once_past_the_horizon() -> None:
+    d = Deduplicator(horizon_ms=10 * MIN)
+    chunks = DedupChunks(d, ids_per_chunk=2)
+    for i in range(3):
+        assert d.is_duplicate(f"e-{i}", T0 + i) is False
+        chunks.new_ids.append((f"e-{i}", T0 + i))
+    changes = chunks.take_changes()
+    assert [orjson.loads(v) for v in changes.values()] == [[["e-0", T0], ["e-1", T0 + 1]], [["e-2", T0 + 2]]]
+    assert chunks.next_chunk == 2 and chunks.take_changes() == {}
+    restored = DedupChunks(Deduplicator(horizon_ms=10 * MIN))
+    restored.restore(changes.items(), next_chunk=2, event_time_ms=T0 + 2)
+    assert restored.dedup.is_duplicate("e-1", T0 + 1) and restored.next_chunk == 2
+    # Once the high-water mark passes a chunk's newest id by the horizon, the chunk is deleted.
+    d.advance(T0 + 1 + 10 * MIN + 1)
+    assert chunks.take_changes() == {0: None}

@@ -27,10 +27,10 @@ from test_boards import feed
 
 from pipeline.clickhouse.clients import Profile, make_client
 from pipeline.local.process import find_free_port
+from pipeline.rows import CREATOR_WINDOW_COLUMNS, ROOM_WINDOW_COLUMNS
 from pipeline.serving.dimensions import load_dimensions, sync_dimensions
 from pipeline.serving.registry import load_campaigns, sync_campaigns
 from pipeline.settings import PROJECT_ROOT, Settings
-from pipeline.sink.tables import CREATOR_WINDOW_COLUMNS, ROOM_WINDOW_COLUMNS
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "page-test-token"

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.clickhouse.cli import parse_time, run_reconcile
 from pipeline.clickhouse.reconcile import align
-from pipeline.sink.tables import (
+from pipeline.rows import (
     CREATOR_WINDOW_COLUMNS,
     RAW_EVENT_COLUMNS,
     ROOM_WINDOW_COLUMNS,

@@ -17,12 +17,12 @@ import pytest
 
 from pipeline.clickhouse import migrations
 from pipeline.clickhouse.clients import Profile, make_client
+from pipeline.rows import CREATOR_WINDOW_COLUMNS, RAW_EVENT_COLUMNS, ROOM_WINDOW_COLUMNS, raw_event_row
 from pipeline.serving import rollup
 from pipeline.serving.api import ServingApi
 from pipeline.serving.milestones import MilestoneWatcher
 from pipeline.serving.registry import Campaign, sync_campaigns
 from pipeline.settings import Settings
-from pipeline.sink.tables import CREATOR_WINDOW_COLUMNS, RAW_EVENT_COLUMNS, ROOM_WINDOW_COLUMNS, raw_event_row
 
 pytestmark = pytest.mark.clickhouse
 DAY_S = 86_400

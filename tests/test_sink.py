@@ -10,6 +10,15 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
 from pipeline.metrics import Metrics
+from pipeline.rows import (
+    CREATOR_WINDOW_COLUMNS,
+    RAW_EVENT_COLUMNS,
+    ROOM_WINDOW_COLUMNS,
+    creator_window_row,
+    raw_event_json,
+    raw_event_row,
+    room_window_row,
+)
 from pipeline.settings import Settings
 from pipeline.sink import (
     JSON_EACH_ROW,
@@ -22,16 +31,7 @@ from pipeline.sink import (
     SinkFailed,
 )
 from pipeline.sink.policy import REFUSED, TRANSIENT, classify_failure
-from pipeline.sink.tables import (
-    CREATOR_WINDOW_COLUMNS,
-    RAW_EVENT_COLUMNS,
-    ROOM_WINDOW_COLUMNS,
-    creator_window_row,
-    make_sinks,
-    raw_event_json,
-    raw_event_row,
-    room_window_row,
-)
+from pipeline.sink.tables import make_sinks
 from pipeline.sink.writer import InstrumentedWriter
 
 FAST_RETRY = RetryPolicy(initial_seconds=0.001, multiplier=2.0, max_seconds=0.01)

@@ -13,10 +13,11 @@ import time
 
 import pytest
 
+from pipeline.rows import RAW_EVENT_COLUMNS, raw_event_json, raw_event_row
 from pipeline.settings import Settings
 from pipeline.sink import JSON_EACH_ROW, NATIVE, FlushPolicy, RetryPolicy
 from pipeline.sink.clickhouse_writer import ClickHouseWriter
-from pipeline.sink.tables import RAW_EVENT_COLUMNS, make_sinks, raw_event_json, raw_event_row
+from pipeline.sink.tables import make_sinks
 
 pytestmark = pytest.mark.clickhouse
 T0 = (int(time.time() * 1000) // 60_000 - 30) * 60_000

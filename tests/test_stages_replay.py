@@ -17,11 +17,11 @@ import orjson
 import pytest
 from stage_fakes import DictStore, Event, Message, Steps, StepWriter, Topics, make_rig
 
-from pipeline.ingest import IngestProcessor
+from pipeline.rows import METRIC_COLUMNS
 from pipeline.settings import Settings
+from pipeline.stages.creators import CreatorPartition
+from pipeline.stages.rooms import IngestProcessor
 from pipeline.topics import contributions_topic
-from pipeline.windows.aggregate import METRIC_COLUMNS
-from pipeline.windows.creators import CreatorPartition
 
 SETTINGS = Settings.from_env(
     {"WINDOW_SECONDS": "10", "ALLOWED_LATENESS_SECONDS": "5", "TOPIC_PARTITIONS": "2"}
@@ -209,55 +209,33 @@ def test_large_checkpoints_are_cut_into_bounded_contributions_with_a_safe_waterm
     assert len(parts) > 1 and all(len(p) <= 20_000 for p in parts)
     decoded = [codec.decode_contribution(p) for p in parts]
     # every input message once, in order
-    assert [tuple(m) for _, _, ms, _ in decoded for m in ms] == msgs
-    assert [wm for _, wm, _, _ in decoded] == [10] * (len(parts) - 1) + [20]
+    assert [tuple(m) for _, _, ms in decoded for m in ms] == msgs
+    assert [wm for _, wm, _ in decoded] == [10] * (len(parts) - 1) + [20]
 
 
-def test_contributions_of_the_earlier_format_still_count_the_same():
-    """Slimmed events (what earlier versions forwarded) may still be in the repartition topic after an
-    upgrade: they must give the same creator windows as partials of the same events."""
-    from pipeline.windows import codec
-
-    logs = make_messages(3, 200)
-    rooms = IngestProcessor(SETTINGS, creator_partitions=1)
-    now = T0 + 10**9
-    for tp, log in logs.items():
-        for offset, (key, value) in enumerate(log):
-            rooms.partition(*tp).process(offset, key, value, now)
-    current = CreatorPartition(0, SETTINGS.window_ms, expected_sources=len(logs))
-    earlier = CreatorPartition(0, SETTINGS.window_ms, expected_sources=len(logs))
-    for tp, log in logs.items():
-        part = rooms.partition(*tp)
-        for value in part.checkpoint().forwards.get(0, []):
-            assert current.apply(value) > 0
-        # The same events as the earlier format: re-run the partition's log, forwarding slim events.
-        replay = IngestProcessor(SETTINGS, creator_partitions=1).partition(*tp)
-        messages = []
-        for offset, (key, value) in enumerate(log):
-            accepted = replay.process(offset, key, value, now).accepted
-            if accepted:
-                messages.append((offset, [codec.slim_event(ev) for ev in accepted]))
-        old = orjson.dumps({"src": part.source, "wm": part.watermark.value, "m": messages})
-        assert earlier.apply(old) > 0
-        assert earlier.apply(old) == 0  # a replay is skipped, as with partials
-    assert sorted(current.windows.take_changed()) == sorted(earlier.windows.take_changed())
-    assert current.watermark == earlier.watermark
+def test_a_contribution_of_the_format_before_partials_is_refused_not_skipped():
+    """Slimmed events under "m" (before 2026-11-23) are no longer read: skipping them would count short."""
+    old = orjson.dumps({"src": "live.views/0", "wm": 0, "m": [[0, [{"ts": T0, "type": "view"}]]]})
+    with pytest.raises(ValueError, match="no partials"):
+        CreatorPartition(0, SETTINGS.window_ms, expected_sources=1).apply(old)
 
 
 @pytest.mark.parametrize("seed", [4, 5])
 async def test_crashes_with_contributions_cut_small_give_the_same_aggregates(seed, monkeypatch):
-    import pipeline.ingest
+    import pipeline.stages.rooms
 
     logs = make_messages(seed, 400)
     clean = await run(logs, seed, crash_every=None)
-    monkeypatch.setattr(pipeline.ingest, "MAX_CONTRIBUTION_BYTES", 300)  # nearly one message per contribution
+    # nearly one message per contribution
+    monkeypatch.setattr(pipeline.stages.rooms, "MAX_CONTRIBUTION_BYTES", 300)
     crashed = await run(logs, seed + 100, crash_every=4)
     assert crashed.rooms == clean.rooms
     assert crashed.creators == clean.creators
 
 
 def test_a_large_checkpoints_dedup_memory_is_cut_into_bounded_chunks_and_restored_whole():
-    from pipeline.ingest import MAX_IDS_PER_CHUNK, RoomPartition
+    from pipeline.events.dedup import MAX_IDS_PER_CHUNK
+    from pipeline.stages.rooms import RoomPartition
     from pipeline.windows import codec
 
     part = RoomPartition("live.views", 0, SETTINGS, creator_partitions=2)
@@ -279,7 +257,7 @@ def test_a_large_checkpoints_dedup_memory_is_cut_into_bounded_chunks_and_restore
 
 
 def test_the_room_stage_hands_the_sink_one_raw_line_per_accepted_event_with_its_position():
-    from pipeline.sink.tables import raw_event_json
+    from pipeline.rows import raw_event_json
 
     logs = make_messages(8, 60)
     rooms = IngestProcessor(SETTINGS, creator_partitions=2)
@@ -291,3 +269,15 @@ def test_the_room_stage_hands_the_sink_one_raw_line_per_accepted_event_with_its_
             expected += [raw_event_json((ev, topic, partition, offset)) for ev in accepted]
         lines = part.checkpoint().raw_events
         assert lines == expected and len(lines) > 0
+
+
+def test_a_contribution_for_a_final_creator_window_is_dropped_and_exported_as_late():
+    from pipeline.metrics import Metrics
+    from pipeline.windows import codec
+
+    metrics = Metrics()
+    creator = CreatorPartition(0, SETTINGS.window_ms, expected_sources=1, on_late=metrics.creator_late.inc)
+    part = [0, 7, 70, 3, 0, 0, 0, 0, 0, [1, 2], [], []]  # 3 views in window 0
+    creator.apply(codec.encode_contribution("live.views/0", SETTINGS.window_ms, []))  # window 0 is final
+    assert creator.apply(codec.encode_contribution("live.views/0", SETTINGS.window_ms, [(0, [part])])) == 0
+    assert b"livecommerce_creator_late_events_total 3.0" in metrics.exposition()

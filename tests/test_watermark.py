@@ -1,4 +1,6 @@
-from pipeline.windows.watermark import NO_WATERMARK, Watermark, window_start
+from pipeline.windows import timing
+from pipeline.windows.timing import NO_WATERMARK, window_start
+from pipeline.windows.watermark import Watermark
 
 
 def test_windows_are_aligned_to_the_epoch():
@@ -28,3 +30,14 @@ def test_watermark_never_moves_backwards():
     wm.observe(300_000)
     wm.observe(100_000)
     assert wm.value == 300_000
+
+
+def test_a_window_is_final_once_it_ended_at_or_before_the_watermark():
+    assert timing.window_end(60_000, 60_000) == 120_000
+    assert not timing.is_final(60_000, 60_000, 119_999)
+    assert timing.is_final(60_000, 60_000, 120_000)
+    assert not timing.is_final(0, 60_000, NO_WATERMARK)  # nothing is final before the first event
+    assert timing.is_late(119_999, 60_000, 120_000) and not timing.is_late(120_000, 60_000, 120_000)
+    assert timing.watermark(NO_WATERMARK, 5_000) == NO_WATERMARK and timing.watermark(9_000, 5_000) == 4_000
+    assert timing.open_window_start(130_000, 60_000, 120_000) == 120_000
+    assert timing.open_window_start(119_999, 60_000, 120_000) is None

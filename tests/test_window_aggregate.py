@@ -1,6 +1,8 @@
 import itertools
 
-from pipeline.windows.aggregate import CREATOR_KEY, METRIC_COLUMNS, ROOM_KEY, WindowAggregator
+from pipeline.rows import METRIC_COLUMNS
+from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, count_event, new_partial
+from pipeline.windows.timing import window_start
 
 W = 60_000
 POS = itertools.count()
@@ -13,13 +15,24 @@ def ev(kind, ts, user, room=7, creator=70, amount=0):
     return e
 
 
+def add_events(agg, events, key_field, source, position):
+    """Apply events as the room stage does: as the partials they make, one per (window, room, creator)."""
+    partials = {}
+    for e in events:
+        k = (window_start(e["ts"], agg.size_ms), e["room_id"], e["creator_id"])
+        count_event(partials.get(k) or partials.setdefault(k, new_partial(*k)), e)
+    key = ROOM_KEY if key_field == "room_id" else CREATOR_KEY
+    return agg.add_partials(partials.values(), key, source, position)
+
+
 def metrics(row):
     return dict(zip(METRIC_COLUMNS, row[3:], strict=True))
 
 
 def test_metrics_follow_the_domain_definitions():
     agg = WindowAggregator(W)
-    agg.add_events(
+    add_events(
+        agg,
         [
             ev("view", 1_000, 1),
             ev("view", 2_000, 1),  # same viewer again: a view, not a new viewer
@@ -44,7 +57,8 @@ def test_metrics_follow_the_domain_definitions():
 
 def test_windows_are_tumbling_and_keyed():
     agg = WindowAggregator(W)
-    agg.add_events(
+    add_events(
+        agg,
         [ev("view", 59_999, 1), ev("view", 60_000, 1), ev("view", 60_001, 2, room=8)],
         "room_id",
         "src",
@@ -56,8 +70,12 @@ def test_windows_are_tumbling_and_keyed():
 
 def test_creator_key_merges_rooms_and_counts_users_once():
     agg = WindowAggregator(W)
-    agg.add_events(
-        [ev("view", 1, 1, room=1), ev("view", 2, 1, room=2), ev("view", 3, 2, room=2)], "creator_id", "src", 1
+    add_events(
+        agg,
+        [ev("view", 1, 1, room=1), ev("view", 2, 1, room=2), ev("view", 3, 2, room=2)],
+        "creator_id",
+        "src",
+        1,
     )
     [row] = agg.take_changed()
     assert row[1] == 70 and metrics(row)["views"] == 3 and metrics(row)["viewers"] == 2
@@ -65,17 +83,17 @@ def test_creator_key_merges_rooms_and_counts_users_once():
 
 def test_only_changed_windows_are_emitted_again():
     agg = WindowAggregator(W)
-    agg.add_events([ev("view", 1, 1), ev("view", 61_000, 1)], "room_id", "src", next(POS))
+    add_events(agg, [ev("view", 1, 1), ev("view", 61_000, 1)], "room_id", "src", next(POS))
     assert len(agg.take_changed()) == 2
     assert agg.take_changed() == []
-    agg.add_events([ev("view", 61_001, 3)], "room_id", "src", next(POS))
+    add_events(agg, [ev("view", 61_001, 3)], "room_id", "src", next(POS))
     [row] = agg.take_changed()
     assert row[0] == 60_000 and metrics(row)["viewers"] == 2
 
 
 def test_final_windows_are_emitted_once_and_dropped():
     agg = WindowAggregator(W)
-    agg.add_events([ev("view", 1, 1), ev("view", 61_000, 1)], "room_id", "src", next(POS))
+    add_events(agg, [ev("view", 1, 1), ev("view", 61_000, 1)], "room_id", "src", next(POS))
     assert agg.pop_final(59_999) == []
     [final] = agg.pop_final(60_000)
     assert final[0] == 0
@@ -86,15 +104,15 @@ def test_final_windows_are_emitted_once_and_dropped():
 def test_replaying_a_position_already_applied_changes_nothing():
     agg = WindowAggregator(W)
     batch = [ev("view", 1, 1), ev("view", 2, 2), ev("view", 61_000, 3)]
-    assert agg.add_events(batch, "room_id", "live.views/0", 10) == 3
+    assert add_events(agg, batch, "room_id", "live.views/0", 10) == 3
     before = sorted(agg.take_changed())
     # The same message again (a replay after a crash), then an older one: both skipped.
-    assert agg.add_events(batch, "room_id", "live.views/0", 10) == 0
-    assert agg.add_events(batch, "room_id", "live.views/0", 9) == 0
+    assert add_events(agg, batch, "room_id", "live.views/0", 10) == 0
+    assert add_events(agg, batch, "room_id", "live.views/0", 9) == 0
     assert agg.take_changed() == []
     # Another source, or a later position, is applied.
-    assert agg.add_events([ev("view", 3, 4)], "room_id", "live.views/1", 10) == 1
-    assert agg.add_events([ev("view", 4, 5)], "room_id", "live.views/0", 11) == 1
+    assert add_events(agg, [ev("view", 3, 4)], "room_id", "live.views/1", 10) == 1
+    assert add_events(agg, [ev("view", 4, 5)], "room_id", "live.views/0", 11) == 1
     [row] = agg.take_changed()
     assert row[0] == 0 and metrics(row)["viewers"] == before[0][4] + 2
 
@@ -115,7 +133,7 @@ def test_partials_add_up_like_the_events_they_summarise():
         ev("view", 61_000, 3),
     ]
     by_events = WindowAggregator(W)
-    by_events.add_events(events, "room_id", "live.views/0", 1)
+    add_events(by_events, events, "room_id", "live.views/0", 1)
     by_partials = WindowAggregator(W)
     parts = [
         partial(

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-_METRICS = ("views", "viewers", "clicks", "clickers", "orders", "buyers", "gmv_fen", "refunds", "refund_fen")
+from pipeline.rows import METRIC_COLUMNS as _METRICS
+from pipeline.windows import timing
 
 # Same definitions as the stream (domain.md): refunds are counted apart, never netted out of GMV.
 _EXPECTED = """
@@ -92,9 +93,9 @@ class Report:
 
 def align(from_ms: int, to_ms: int, window_ms: int) -> tuple[int, int]:
     """[from, to) widened to whole windows."""
-    start = from_ms - from_ms % window_ms
-    end = to_ms if to_ms % window_ms == 0 else to_ms - to_ms % window_ms + window_ms
-    return start, end
+    last = timing.window_start(to_ms, window_ms)
+    end = to_ms if last == to_ms else timing.window_end(last, window_ms)
+    return timing.window_start(from_ms, window_ms), end
 
 
 def build_queries(database: str, kind: str) -> tuple[str, str]:

@@ -21,9 +21,14 @@ than cap / horizon events per second (1,667/s at the defaults).
 Guarantee: a repeat of an event_id whose first copy was recorded and whose `ts` is within `horizon_ms`
 of the highest event time seen is reported as a duplicate, unless the cap evicted it.
 An event older than that (ts < high-water mark - horizon) cannot be checked: `is_duplicate` returns
-False and does not record it (counted in `too_old`). This is harmless when horizon >= window + allowed
+False and does not record it. This is harmless when horizon >= window + allowed
 lateness (enforced by Settings): the window stage, using the same event-time clock, drops such an event
 as late anyway.
+
+Persistence: `DedupChunks` is a memory's durable form, the ids it recorded written as numbered chunks of
+at most MAX_IDS_PER_CHUNK (an orjson array [[event_id, ts], ...] each); a chunk is deleted once every
+id in it is past the horizon. The caller files the chunks under its own keys (the room stage:
+`pipeline.windows.codec.chunk_key`) and persists `next_chunk` with its watermark.
 """
 
 from __future__ import annotations
@@ -31,8 +36,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+import orjson
+
 DEFAULT_MAX_ENTRIES = 1_000_000  # about 165 MB per partition at 36-char event_ids (see the docstring)
 _BUCKETS_PER_HORIZON = 16
+# De-duplication ids per chunk: at most ~200 bytes each as JSON (event ids are at most 128 characters),
+# so a chunk stays under ~1 MB however many events one checkpoint takes (a backlog's checkpoint can
+# hold 100,000 or more).
+MAX_IDS_PER_CHUNK = 5_000
 
 
 class Deduplicator:
@@ -47,7 +58,6 @@ class Deduplicator:
         "evicted_by_cap",
         "horizon_ms",
         "max_entries",
-        "too_old",
     )
 
     def __init__(self, horizon_ms: int, max_entries: int = DEFAULT_MAX_ENTRIES, bucket_ms: int | None = None):
@@ -65,7 +75,6 @@ class Deduplicator:
         self._high: int | None = None  # highest event time seen or advanced to
         self._cutoff_bucket: int | None = None  # buckets below this number are expired
         self.evicted_by_cap = 0
-        self.too_old = 0
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -89,7 +98,6 @@ class Deduplicator:
         if event_id in seen:
             return True
         if ts < high - self.horizon_ms:
-            self.too_old += 1
             return False
         seen[event_id] = ts
         b = ts // self._bucket_ms
@@ -144,9 +152,9 @@ class Deduplicator:
 
         The high-water mark becomes `high_water_ms` or, if None, the largest ts among the items; entries
         beyond the horizon are dropped and the cap is applied, as if the items had been seen in order.
-        Pairs may be 2-element lists (as JSON gives them back). Counters are left unchanged.
+        Pairs may be 2-element lists (as JSON gives them back). `evicted_by_cap` is left unchanged.
         """
-        counters = (self.evicted_by_cap, self.too_old)
+        evicted = self.evicted_by_cap
         self._seen = {}
         self._buckets = {}
         self._high = None
@@ -158,4 +166,64 @@ class Deduplicator:
             self.advance(high_water_ms)
         for event_id, ts in pairs:
             self.is_duplicate(event_id, ts)
-        self.evicted_by_cap, self.too_old = counters
+        self.evicted_by_cap = evicted
+
+
+class DedupChunks:
+    """The durable form of one partition's `Deduplicator`, written at every checkpoint.
+
+    The caller appends every id the memory recorded to `new_ids` (the room stage does it in its hot loop,
+    where a method call per event would cost); `take_changes` turns them into new chunks and deletes the
+    chunks wholly past the horizon; `restore` rebuilds the memory from the stored chunks."""
+
+    __slots__ = ("_chunks", "dedup", "ids_per_chunk", "new_ids", "next_chunk")
+
+    def __init__(self, dedup: Deduplicator, ids_per_chunk: int = MAX_IDS_PER_CHUNK):
+        self.dedup = dedup
+        self.ids_per_chunk = ids_per_chunk
+        self.new_ids: list[tuple[str, int]] = []
+        self.next_chunk = 0  # the number of the next chunk written (persisted by the caller)
+        self._chunks: dict[int, int] = {}  # chunk number -> highest ts in it
+
+    def take_changes(self) -> dict[int, bytes | None]:
+        """Chunk number -> its value, or None to delete it: the ids recorded since the last call, cut into
+        chunks, then the chunks whose newest id the memory no longer holds."""
+        changes: dict[int, bytes | None] = {}
+        new_ids, self.new_ids = self.new_ids, []
+        step = self.ids_per_chunk
+        for start in range(0, len(new_ids), step):
+            ids = new_ids[start : start + step]
+            chunk = self.next_chunk
+            self.next_chunk += 1
+            changes[chunk] = orjson.dumps(ids)
+            self._chunks[chunk] = max(ts for _, ts in ids)
+        high = self.dedup.high_water_ms
+        if high is not None:
+            for chunk in [c for c, top in self._chunks.items() if top < high - self.dedup.horizon_ms]:
+                del self._chunks[chunk]
+                changes[chunk] = None
+        return changes
+
+    def restore(
+        self,
+        chunks: Iterable[tuple[int, bytes]],
+        next_chunk: int,
+        event_time_ms: int | None,
+        limit_ms: int | None = None,
+    ) -> None:
+        """Rebuild the memory from stored (chunk number, value) pairs. Its high-water mark becomes the
+        partition's event time (None: none yet, then no high-water mark) or the newest id, whichever is
+        later, but at most `limit_ms`: ids of far-future events must not age out all the others."""
+        self.next_chunk = next_chunk
+        ids: list[tuple[str, int]] = []
+        for number, value in chunks:
+            chunk_ids = orjson.loads(value)
+            self._chunks[number] = max(ts for _, ts in chunk_ids)
+            ids.extend(chunk_ids)
+        if not ids:
+            return
+        ids.sort(key=lambda pair: pair[1])
+        high = None if event_time_ms is None else max(event_time_ms, ids[-1][1])
+        if high is not None and limit_ms is not None:
+            high = min(high, limit_ms)
+        self.dedup.restore(ids, high_water_ms=high)

@@ -1,6 +1,6 @@
 """Everything the worker needs from Faust, mode and aiokafka beyond their public API, in one place.
 
-The stages (`pipeline.ingest`, `pipeline.windows`), the runtime (`pipeline.runtime`), the checkpoint
+The stages (`pipeline.stages`, `pipeline.windows`), the runtime (`pipeline.runtime`), the checkpoint
 pipeline and the sink import no Faust: the runtime reaches Kafka and the state table through small
 protocols (`pipeline.runtime.StateStore`, `Partitions`, `StageTopics`) that this package implements.
 `pipeline.app` is the wiring (topics, table, agents, timers, pages) and uses Faust's public API only.

@@ -1,7 +1,7 @@
 """Batching writer from the stream to ClickHouse: `Writer` protocol (rows as `NATIVE` tuples or
 `JSON_EACH_ROW` bytes), `ClickHouseWriter`, `ListWriter`, `BatchingSink` (size/time batches, retry with
-backoff, backpressure, commit-after-write, refused rows isolated and handed on), and the row contracts
-of the three tables the stream writes (`tables`)."""
+backoff, backpressure, commit-after-write, refused rows isolated and handed on), and the sinks of the
+three tables the stream writes (`tables`; what their rows hold is `pipeline.rows`)."""
 
 from pipeline.sink.batching import BatchingSink, RefusedRow, SinkFailed, SinkStats
 from pipeline.sink.policy import BULK, DEFAULT_RETRY, ONCE_PER_SECOND, FlushPolicy, RetryPolicy, RowsRefused

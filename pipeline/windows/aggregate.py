@@ -14,20 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.windows.watermark import window_start
-
-# Column order of the rows emitted below; the sink and the ClickHouse tables use the same order.
-METRIC_COLUMNS = (
-    "views",
-    "viewers",
-    "clicks",
-    "clickers",
-    "orders",
-    "buyers",
-    "gmv_fen",
-    "refunds",
-    "refund_fen",
-)
+from pipeline.windows.timing import is_final
 
 
 class Window:
@@ -115,30 +102,13 @@ def partial_events(p: list) -> int:
 class WindowAggregator:
     """Open windows of one partition, keyed by (window_start_ms, key).
 
-    Rows are `(window_start_ms, key, creator_id, *METRIC_COLUMNS)`; for creator windows key and
+    Rows are `(window_start_ms, key, creator_id, *pipeline.rows.METRIC_COLUMNS)`; for creator windows key and
     creator_id are the same id.
     """
 
     def __init__(self, size_ms: int):
         self.size_ms = size_ms
         self.windows: dict[tuple[int, int], Window] = {}
-
-    def add_events(self, events: Iterable[dict], key_field: str, source: str, position: int) -> int:
-        """Apply validated event dicts that came from `source` at `position` (an input offset), as the
-        partials they make (see `add_partials`). `key_field` names the key ("room_id" or "creator_id").
-        Only contributions in the old format (slim events) and tests still come as events."""
-        size = self.size_ms
-        partials: dict[tuple[int, int, int], list] = {}
-        for ev in events:
-            # Slim events carry no room: creator windows do not need it.
-            ts, room, creator = ev["ts"], ev.get("room_id", 0), ev["creator_id"]
-            start = ts - ts % size
-            p = partials.get((start, room, creator))
-            if p is None:
-                p = partials[(start, room, creator)] = new_partial(start, room, creator)
-            count_event(p, ev)
-        key_index = ROOM_KEY if key_field == "room_id" else CREATOR_KEY
-        return self.add_partials(partials.values(), key_index, source, position)
 
     def add_partials(self, partials: Iterable[list], key_index: int, source: str, position: int) -> int:
         """Apply partials that came from `source` at `position`, to the windows of the key at
@@ -188,7 +158,7 @@ class WindowAggregator:
         The caller writes these rows as the windows' final values; memory then holds only open windows.
         """
         size = self.size_ms
-        final = [wkey for wkey in self.windows if wkey[0] + size <= watermark_ms]
+        final = [wkey for wkey in self.windows if is_final(wkey[0], size, watermark_ms)]
         rows = []
         for wkey in final:
             window = self.windows.pop(wkey)
@@ -202,11 +172,9 @@ class WindowAggregator:
 
 __all__ = [
     "CREATOR_KEY",
-    "METRIC_COLUMNS",
     "ROOM_KEY",
     "Window",
     "WindowAggregator",
     "new_partial",
     "partial_events",
-    "window_start",
 ]

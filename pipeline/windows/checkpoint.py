@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from pipeline.windows import codec
 from pipeline.windows.aggregate import WindowAggregator
-from pipeline.windows.watermark import NO_WATERMARK
+from pipeline.windows.timing import NO_WATERMARK
 
 
 @dataclass(slots=True)
@@ -21,8 +21,7 @@ class Checkpoint:
     """
 
     window_rows: list[tuple] = field(default_factory=list)
-    final_windows: int = 0
-    raw_events: list[bytes] = field(default_factory=list)  # JSONEachRow lines (sink.tables.raw_event_line)
+    raw_events: list[bytes] = field(default_factory=list)  # JSONEachRow lines (pipeline.rows.raw_event_line)
     forwards: dict[int, list[bytes]] = field(default_factory=dict)
     state: dict[bytes, bytes | None] = field(default_factory=dict)
     newest_event_ms: list[int] = field(default_factory=list)  # per input message, for the latency metric
@@ -36,7 +35,6 @@ def checkpoint_windows(windows: WindowAggregator, source: str, watermark: int) -
     memory and from the state table) and of the windows that changed (written to both)."""
     cp = Checkpoint(watermark=watermark)
     final = windows.pop_final(watermark)
-    cp.final_windows = len(final)
     for row in final:
         cp.state[codec.window_key(source, row[0], row[1])] = None
     changed = windows.take_changed()

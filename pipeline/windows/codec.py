@@ -80,20 +80,8 @@ def decode_window(value: bytes) -> Window:
 # {"src": source, "wm": watermark, "p": [[offset, [partial, ...]], ...]}
 # where a partial (pipeline.windows.aggregate) is what the input message at `offset` added to one window
 # of one room. The offsets let the creator stage skip a contribution it already applied when the room
-# stage replays after a crash. Earlier versions sent "m" instead of "p", with slimmed events
-# ({"ts", "type", "creator_id", "user_id", "amount_fen"}) in place of partials; the creator stage still
-# applies those, so contributions in flight during an upgrade are not lost.
-
-
-def slim_event(ev: dict) -> dict:
-    """An event as the earlier contribution format carried it (tests of the upgrade path)."""
-    return {
-        "ts": ev["ts"],
-        "type": ev["type"],
-        "creator_id": ev["creator_id"],
-        "user_id": ev["user_id"],
-        "amount_fen": ev.get("amount_fen", 0),
-    }
+# stage replays after a crash. (Versions before 2026-11-23 sent slimmed events under "m" instead; that
+# format is no longer read, see `decode_contribution`.)
 
 
 def encode_contribution(source: str, watermark: int, messages: list[tuple[int, list[list]]]) -> bytes:
@@ -115,9 +103,10 @@ def encode_contributions(
     )
 
 
-def decode_contribution(
-    value: bytes,
-) -> tuple[str, int, list[tuple[int, list[list]]], list[tuple[int, list[dict]]]]:
-    """(source, watermark, partials per offset, slimmed events per offset of the earlier format)."""
+def decode_contribution(value: bytes) -> tuple[str, int, list[tuple[int, list[list]]]]:
+    """(source, watermark, partials per offset). A contribution of the format before 2026-11-23
+    (slimmed events under "m") is an error rather than skipped: skipping it would count short."""
     doc = orjson.loads(value)
-    return doc["src"], doc["wm"], doc.get("p", []), doc.get("m", [])
+    if "p" not in doc:
+        raise ValueError(f"contribution of {doc.get('src')!r} has no partials (format before 2026-11-23?)")
+    return doc["src"], doc["wm"], doc["p"]

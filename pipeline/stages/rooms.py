@@ -23,22 +23,19 @@ from dataclasses import dataclass, field
 import orjson
 
 from pipeline.events.decode import Rejection, allowed_types_for_topic, decode_message
-from pipeline.events.dedup import Deduplicator
+from pipeline.events.dedup import DedupChunks, Deduplicator
+from pipeline.rows import kafka_position_tail, raw_event_line
 from pipeline.settings import Settings
-from pipeline.sink.tables import kafka_position_tail, raw_event_line
-from pipeline.windows import codec
+from pipeline.windows import codec, timing
 from pipeline.windows.aggregate import CREATOR_KEY, ROOM_KEY, WindowAggregator, count_event, new_partial
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
-from pipeline.windows.watermark import NO_WATERMARK, Watermark
+from pipeline.windows.timing import NO_WATERMARK
+from pipeline.windows.watermark import Watermark
 
 log = logging.getLogger(__name__)
 
 # Kafka's default message size limit is 1 MB; stay well below it.
 MAX_CONTRIBUTION_BYTES = 512 * 1024
-# De-duplication ids per state-table value: at most ~200 bytes each as JSON (event ids are at most 128
-# characters), so a chunk stays under ~1 MB however many events one checkpoint takes (a backlog's
-# checkpoint can hold 100,000 or more).
-MAX_IDS_PER_CHUNK = 5_000
 
 
 @dataclass(slots=True)
@@ -67,10 +64,8 @@ class RoomPartition:
         self.creator_partitions = creator_partitions
         self.watermark = Watermark(settings.window_ms, settings.allowed_lateness_ms)
         self.dedup = Deduplicator(settings.dedup_horizon_ms)
+        self.dedup_chunks = DedupChunks(self.dedup)  # the memory's durable form (state-table chunks)
         self.windows = WindowAggregator(settings.window_ms)
-        self._new_ids: list[tuple[str, int]] = []
-        self._chunks: dict[int, int] = {}  # dedup chunk number -> highest ts in it
-        self._next_chunk = 0
         self._raw: list[bytes] = []
         self._newest: list[int] = []
         self._forward: dict[int, list] = {}
@@ -94,11 +89,14 @@ class RoomPartition:
         )
         result = IngestResult(rejections=decoded.rejections, rejected_by_reason=decoded.rejected_by_reason)
         accepted, late = result.accepted, result.late
-        is_duplicate, new_ids = self.dedup.is_duplicate, self._new_ids
+        is_duplicate, new_ids = self.dedup.is_duplicate, self.dedup_chunks.new_ids
         # One pass per event: de-duplicate, classify against the watermark, and add the event to the
-        # partial of its window (Watermark.is_late and observe, inlined: this loop is the hot path).
+        # partial of its window (Watermark.observe inlined, the timing functions bound to locals: this
+        # loop is the hot path).
         size, lateness = self.settings.window_ms, self.watermark.lateness_ms
+        open_start, watermark = timing.open_window_start, timing.watermark
         highest = self.watermark.max_event_ms
+        wm = watermark(highest, lateness)
         partials: dict[tuple[int, int, int], list] = {}
         duplicates = newest = 0
         for ev in decoded.events:
@@ -108,8 +106,8 @@ class RoomPartition:
                 duplicates += 1
                 continue
             new_ids.append((event_id, ts))
-            start = ts - ts % size
-            if start + size <= highest - lateness:
+            start = open_start(ts, size, wm)
+            if start is None:
                 late.append(ev)
                 continue
             accepted.append(ev)
@@ -117,6 +115,7 @@ class RoomPartition:
                 newest = ts
                 if ts > highest:
                     highest = ts
+                    wm = watermark(highest, lateness)
             room, creator = ev["room_id"], ev["creator_id"]
             p = partials.get((start, room, creator))
             if p is None:
@@ -163,22 +162,14 @@ class RoomPartition:
 
     def checkpoint(self) -> Checkpoint:
         cp = checkpoint_windows(self.windows, self.source, self.watermark.value)
-        source = self.source
-        new_ids, self._new_ids = self._new_ids, []
-        for start in range(0, len(new_ids), MAX_IDS_PER_CHUNK):
-            ids = new_ids[start : start + MAX_IDS_PER_CHUNK]
-            chunk = self._next_chunk
-            self._next_chunk += 1
-            cp.state[codec.chunk_key(source, chunk)] = orjson.dumps(ids)
-            self._chunks[chunk] = max(ts for _, ts in ids)
+        source, chunks = self.source, self.dedup_chunks
+        first_chunk = chunks.next_chunk
+        for chunk, value in chunks.take_changes().items():
+            cp.state[codec.chunk_key(source, chunk)] = value
+        if chunks.next_chunk != first_chunk:
             self._meta_dirty = True
-        high = self.dedup.high_water_ms
-        if high is not None:
-            for chunk in [c for c, top in self._chunks.items() if top < high - self.dedup.horizon_ms]:
-                del self._chunks[chunk]
-                cp.state[codec.chunk_key(source, chunk)] = None
         if self._meta_dirty:
-            cp.state[codec.meta_key(source)] = orjson.dumps([self.watermark.max_event_ms, self._next_chunk])
+            cp.state[codec.meta_key(source)] = orjson.dumps([self.watermark.max_event_ms, chunks.next_chunk])
             self._meta_dirty = False
         cp.raw_events, self._raw = self._raw, []
         cp.newest_event_ms, self._newest = self._newest, []
@@ -202,7 +193,7 @@ class RoomPartition:
         }
         self._forward = {}
         if wm != NO_WATERMARK:
-            window = wm // self.settings.window_ms
+            window = timing.window_start(wm, self.settings.window_ms)
             for target in range(self.creator_partitions):
                 if target not in forwards and self._heard.get(target, NO_WATERMARK) < window:
                     forwards[target] = [codec.encode_contribution(self.source, wm, [])]
@@ -217,14 +208,13 @@ class RoomPartition:
         year ahead) is corrected down to `now_ms + skew`, and logged: left alone, it would make every
         event of the partition late until that time."""
         loaded, others = restore_windows(self.windows, self.source, items)
-        ids: list[tuple[str, int]] = []
+        chunks: list[tuple[int, bytes]] = []
+        next_chunk = 0
         for kind, rest, value in others:
             if kind == codec.SOURCE_META:
-                self.watermark.max_event_ms, self._next_chunk = orjson.loads(value)
+                self.watermark.max_event_ms, next_chunk = orjson.loads(value)
             elif kind == codec.DEDUP_CHUNK:
-                chunk_ids = orjson.loads(value)
-                self._chunks[int(rest[0])] = max(ts for _, ts in chunk_ids)
-                ids.extend(chunk_ids)
+                chunks.append((int(rest[0]), value))
         limit = None if now_ms is None else now_ms + self.settings.max_clock_skew_ms
         if limit is not None and self.watermark.max_event_ms > limit:
             log.warning(
@@ -238,13 +228,8 @@ class RoomPartition:
             )
             self.watermark.max_event_ms = limit
             self._meta_dirty = True
-        if ids:
-            ids.sort(key=lambda pair: pair[1])
-            high = self.watermark.max_event_ms
-            high = None if high == NO_WATERMARK else max(high, ids[-1][1])
-            if high is not None and limit is not None:
-                high = min(high, limit)  # ids of far-future events must not age out all the others
-            self.dedup.restore(ids, high_water_ms=high)
+        event_time = None if self.watermark.max_event_ms == NO_WATERMARK else self.watermark.max_event_ms
+        self.dedup_chunks.restore(chunks, next_chunk, event_time, limit)
         return loaded
 
 

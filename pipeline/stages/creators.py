@@ -12,24 +12,30 @@ Event-time progress: the creator watermark is the lowest watermark among all `ex
 input partition), and stays unset until each has been heard from (the room stage sends heartbeats).
 A window is final once every source has passed its end; because a source never forwards an event that
 is late by its own watermark, nothing can arrive for a window after it was finalised here. Anything
-that still does (a source added while running) is counted in `late_events` and dropped.
+that still does (a source added while running, or one whose persisted event time was corrected back at
+restore) is dropped and counted through `on_late` (the worker: `livecommerce_creator_late_events_total`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 
 from pipeline.windows import codec
 from pipeline.windows.aggregate import CREATOR_KEY, WindowAggregator, partial_events
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
-from pipeline.windows.watermark import NO_WATERMARK
+from pipeline.windows.timing import NO_WATERMARK, is_final
 
 
 class CreatorPartition:
     def __init__(
-        self, partition: int, window_ms: int, expected_sources: int, source_prefix: str = "creators"
+        self,
+        partition: int,
+        window_ms: int,
+        expected_sources: int,
+        source_prefix: str = "creators",
+        on_late: Callable[[int], object] | None = None,
     ):
         self.partition = partition
         self.expected_sources = expected_sources
@@ -37,7 +43,7 @@ class CreatorPartition:
         self.windows = WindowAggregator(window_ms)
         self.window_ms = window_ms
         self.source_watermarks: dict[str, int] = {}
-        self.late_events = 0
+        self.on_late = on_late  # called with the number of events dropped as late, when there are any
         self._meta_dirty = False
 
     @property
@@ -48,29 +54,21 @@ class CreatorPartition:
 
     def apply(self, value: bytes) -> int:
         """Apply one contribution message; returns the number of events applied (replays excluded)."""
-        source, source_wm, partials, legacy = codec.decode_contribution(value)
+        source, source_wm, partials = codec.decode_contribution(value)
         finalised_before = self.watermark
-        applied = 0
+        applied = late = 0
         for offset, parts in partials:
             if finalised_before != NO_WATERMARK:
                 kept = []
                 for p in parts:
-                    if p[0] + self.window_ms > finalised_before:
+                    if not is_final(p[0], self.window_ms, finalised_before):
                         kept.append(p)
                     else:
-                        self.late_events += partial_events(p)
+                        late += partial_events(p)
                 parts = kept
             applied += self.windows.add_partials(parts, CREATOR_KEY, source, offset)
-        for offset, events in legacy:
-            if finalised_before != NO_WATERMARK:
-                kept = [
-                    ev
-                    for ev in events
-                    if ev["ts"] - ev["ts"] % self.window_ms + self.window_ms > finalised_before
-                ]
-                self.late_events += len(events) - len(kept)
-                events = kept
-            applied += self.windows.add_events(events, "creator_id", source, offset)
+        if late and self.on_late is not None:
+            self.on_late(late)
         if source_wm > self.source_watermarks.get(source, NO_WATERMARK):
             self.source_watermarks[source] = source_wm
             self._meta_dirty = True
