@@ -14,7 +14,7 @@ the write it returns makes that checkpoint durable, in this order (see `Checkpoi
    watermark (`watermark_ms`); only then are the batch's input messages acknowledged. A send that
    fails or is not confirmed in time fails the checkpoint, and the worker exits without
    acknowledging it (`pipeline.confirmed_sends`).
-tests/test_runtime_checkpoints.py pins this order, and that a failure at any step stops the ones
+tests/unit/runtime/test_runtime_checkpoints.py pins this order, and that a failure at any step stops the ones
 after it.
 A row ClickHouse refuses for good is dead-lettered (`refused_row`) before its batch counts as written.
 

@@ -51,6 +51,24 @@ def _unit_tests_stay_off_the_network(request: pytest.FixtureRequest, monkeypatch
         monkeypatch.setattr(socket.socket, method, refuse)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The layout and the markers agree: tests under tests/unit/ need no Kafka or ClickHouse (they
+    are the quick suite, `-m "not kafka and not clickhouse"` in seconds); those live in
+    tests/integration/. (`network` tests, loopback only, may sit in either.)"""
+    unit = Path(__file__).resolve().parent / "unit"
+    misplaced = [
+        item.nodeid
+        for item in items
+        if unit in Path(str(item.path)).resolve().parents
+        and any(item.get_closest_marker(name) for name in ("kafka", "clickhouse"))
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests under tests/unit/ must not need Kafka or ClickHouse; move to tests/integration/: "
+            + ", ".join(misplaced[:10])
+        )
+
+
 def project_kafka_lib_dir() -> Path:
     """The Kafka lib dir the CLI uses with the current environment (normally `.local/kafka-lib/<version>`)."""
     return default_lib_dir(Settings.from_env().local_dir)

@@ -15,7 +15,7 @@ Modules:
   Faust's own pages removed (`app.web.blueprints` replaced by an empty `BlueprintManager`).
 
 Private names relied on (faust-streaming 0.15, mode-streaming 0.7, aiokafka 0.14). Each is pinned
-by tests/test_faust_canaries.py, which fails with the name when an upgrade removes or renames one:
+by tests/unit/faust/test_faust_canaries.py, which fails with the name when an upgrade removes or renames one:
 
 faust
 - `faust.streams._current_event`: the context variable holding a weak reference to the current

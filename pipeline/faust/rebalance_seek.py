@@ -40,8 +40,8 @@ before the partition's first commit (silent loss). A hole in the room stage of a
 killed is lost even though the survivor replays the partition: the contributions that worker sent
 lack those offsets, and the creator windows skip them in the survivor's replay, having already
 applied later offsets of that source (a window keeps only the last offset applied per source). A
-forced-timing run of tests/test_scale_out.py (seek delayed while the agents are held) lost 93 events
-with every lag at 0; with the fix the same run passes.
+forced-timing run of tests/integration/test_scale_out.py (seek delayed while the agents are held) lost
+93 events with every lag at 0; with the fix the same run passes.
 
 The fix (`QueueKeepingFlowControl`, which `pipeline.faust.application.PipelineApp` uses as its
 `flow_control`): `resume()` resumes (and so clears the queues) only a suspended flow. Every place
@@ -60,7 +60,7 @@ the seek above, messages fetched before it are still delivered afterwards, past 
 seek just set, so gaps get recorded over offsets that are also acknowledged. Faust's
 `_new_offset` then merges the gap into the acknowledged list without removing duplicates, and its
 run of consecutive offsets stops at the first duplicate: the committed offset moves one offset per
-commit interval (2.8 s here). That is the stall of a failed run of tests/test_scale_out.py: the
+commit interval (2.8 s here). That is the stall of a failed run of tests/integration/test_scale_out.py: the
 group's commit log in Kafka (`kafka.tools.DumpLogSegments --offsets-decoder` on __consumer_offsets)
 shows views/3 committed at 24, 25, 26, ... 89, one step every 2.8 s, until the test gave up with
 the data complete. Faust's `_new_offset` also marks a whole gap

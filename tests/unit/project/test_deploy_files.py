@@ -30,7 +30,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from pipeline.metrics import Metrics
 from pipeline.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # tests/unit/project/ -> the repository
 DEPLOY = ROOT / "deploy"
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"

@@ -4,7 +4,7 @@
 A crash loses everything in memory; what survives is what a checkpoint made durable (the state store,
 ClickHouse rows, the repartition topic) and the committed input offsets, which lag behind the state
 when the crash falls between writing state and committing. The checkpoint order itself is pinned
-by tests/test_runtime_checkpoints.py. The stores ClickHouse would hold (a
+by tests/unit/runtime/test_runtime_checkpoints.py. The stores ClickHouse would hold (a
 per-column maximum per window and key) must come out identical to an uninterrupted run.
 """
 

@@ -2,7 +2,8 @@
 
 The failing producer is injected: futures that fail the way Faust's `Topic._on_published` fails them
 (with the broker's exception), and ones that never resolve (a record stuck in Faust's buffer). The
-same on a real broker is in tests/test_worker.py (a dead letter over the topic's max.message.bytes).
+same on a real broker is in tests/integration/test_worker.py (a dead letter over the topic's
+max.message.bytes).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from test_generator import check_message  # tests/ is on sys.path (rootdir-relative test modules)
+from contract_checks import check_message
 
 from pipeline.local.process import find_free_port
 from pipeline.settings import Topics

@@ -3,7 +3,7 @@
 Each test gets its own migrated database with one live campaign `tc` (yesterday 00:00 to tomorrow 00:00
 in Shanghai) and writes window rows / raw events directly: "known events" with known answers.
 The settings have no allowed lateness, so a board's cut-off (`as_of`) is the newest window's end and
-every written window counts; tests/test_boards.py covers the cut-off with lateness.
+every written window counts; tests/integration/test_boards.py covers the cut-off with lateness.
 """
 
 from __future__ import annotations

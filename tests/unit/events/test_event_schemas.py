@@ -46,7 +46,7 @@ TOPIC_OF_TYPE = {
     "order": TOPICS.orders,
     "refund": TOPICS.orders,
 }
-# Sizes cannot live in small example files; tests/test_event_contract.py covers them.
+# Sizes cannot live in small example files; tests/unit/events/test_event_contract.py covers them.
 REASONS_COVERED_ELSEWHERE = {c.MESSAGE_TOO_LARGE, c.EVENT_TOO_LARGE, c.TOO_MANY_EVENTS}
 
 StrictValidator = extend(

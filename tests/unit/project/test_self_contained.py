@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # tests/unit/project/ -> the repository
 OUTSIDE = re.compile(r"\.\./shared\b|(?<![\w.])/(?:work|home|root|Users)/\w")
 
 

@@ -25,7 +25,7 @@ from pipeline.settings import Settings, Topics
 from pipeline.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
-JS = Path(__file__).resolve().parent / "js"
+JS = Path(__file__).resolve().parents[1] / "js"  # tests/js
 
 
 def now_ms() -> int:
