@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 import orjson
 
 from pipeline.windows import codec
-from pipeline.windows.aggregate import CREATOR_KEY, WindowAggregator, partial_events
+from pipeline.windows.aggregate import CREATOR_KEY, START, WindowAggregator, partial_events
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.timing import NO_WATERMARK, is_final
 
@@ -61,7 +61,7 @@ class CreatorPartition:
             if finalised_before != NO_WATERMARK:
                 kept = []
                 for p in parts:
-                    if not is_final(p[0], self.window_ms, finalised_before):
+                    if not is_final(p[START], self.window_ms, finalised_before):
                         kept.append(p)
                     else:
                         late += partial_events(p)
