@@ -23,7 +23,7 @@ from pipeline.faust.application import PipelineApp, StreamTopics
 from pipeline.faust.consumer import AppPartitions, consumer_progress
 from pipeline.faust.state_table import ConfirmingTable, TableStore
 from pipeline.faust.web import register_routes
-from pipeline.kafka_options import faust_credentials
+from pipeline.kafka_options import ssl_context
 from pipeline.metrics import Metrics
 from pipeline.runtime import StreamRuntime
 from pipeline.serving import jobs
@@ -51,6 +51,21 @@ ROOM_CHECKPOINT_SECONDS = 0.5
 CREATOR_CHECKPOINT_SECONDS = 0.25
 # How often idle input partitions are looked for (they advance after IDLE_PARTITION_SECONDS).
 IDLE_CHECK_INTERVAL_S = 5.0
+
+
+def faust_credentials(settings: Settings):
+    """Faust's `broker_credentials` for the settings, or None for PLAINTEXT."""
+    context = ssl_context(settings)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
@@ -264,3 +279,10 @@ def health_document(app: faust.App, runtime: StreamRuntime, checker: DependencyC
             "dedup_evicted_by_cap": runtime.dedup_evicted_by_cap,
         },
     }
+
+
+def run_worker(settings: Settings) -> None:
+    """Build the app and run it as a Faust worker until Ctrl-C or SIGTERM (`livecommerce worker`)."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

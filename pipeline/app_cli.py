@@ -27,13 +27,10 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     # Imported late: Faust is heavy and `livecommerce --help` should not pay for it.
     import asyncio
 
-    import faust
-
-    from pipeline.app import create_app
+    from pipeline.app import run_worker as run
     from pipeline.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
     log.info(
         "worker %s: kafka=%s clickhouse=%s web=http://%s:%d",
         settings.app_id,
@@ -42,6 +39,5 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         settings.web_host,
         settings.web_port,
     )
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    run(settings)
     return 0

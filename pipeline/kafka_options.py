@@ -34,20 +34,3 @@ def client_options(settings: Settings) -> dict[str, Any]:
             "sasl_plain_password": settings.kafka_sasl_password,
         }
     return options
-
-
-def faust_credentials(settings: Settings):
-    """Faust's `broker_credentials` for the settings, or None for PLAINTEXT."""
-    import faust
-
-    context = ssl_context(settings)
-    if settings.kafka_security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password,
-            ssl_context=context,
-            mechanism=settings.kafka_sasl_mechanism,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None

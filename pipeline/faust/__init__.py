@@ -3,7 +3,9 @@
 The stages (`pipeline.stages`, `pipeline.windows`), the runtime (`pipeline.runtime`), the checkpoint
 pipeline and the sink import no Faust: the runtime reaches Kafka and the state table through small
 protocols (`pipeline.runtime.StateStore`, `Partitions`, `StageTopics`) that this package implements.
-`pipeline.app` is the wiring (topics, table, agents, timers, pages) and uses Faust's public API only.
+`pipeline.app` is the wiring (topics, table, agents, timers, pages, credentials, the worker) and uses
+Faust's public API only; no other module imports Faust or mode (`tests/unit/faust/test_faust_confined.py`;
+aiokafka's public clients are used directly by the topic admin, health check, collector and generator).
 
 Modules:
 - `application`: `PipelineApp` (Faust's app with a bounded stop and the queue-keeping flow control)

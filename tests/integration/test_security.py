@@ -14,8 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from harness import WorkerProcess, isolated_env
 
+from pipeline.app import faust_credentials
 from pipeline.clickhouse.clients import connection_args
-from pipeline.kafka_options import client_options, faust_credentials
+from pipeline.kafka_options import client_options
 from pipeline.serving.auth import COOKIE, is_loopback, protect, session_value
 from pipeline.settings import Settings, SettingsError
 

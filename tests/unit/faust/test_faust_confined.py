@@ -17,8 +17,7 @@ ALLOWED = {
     "traffic/producer.py": ({"aiokafka"}, "the traffic generator's plain producer client"),
     "local/kafka.py": ({"aiokafka"}, "the local broker's admin client (public API)"),
     "topics.py": ({"aiokafka"}, "the admin client that creates topics (public API)"),
-    "kafka_options.py": ({"aiokafka", "faust"}, "TLS helper and Faust's public credential classes"),
-    "app_cli.py": ({"faust"}, "faust.Worker, Faust's public entry point"),
+    "kafka_options.py": ({"aiokafka"}, "aiokafka's public TLS helper for the plain clients"),
     "serving/health.py": ({"aiokafka"}, "the admin client of the health check (public API)"),
 }
 
