@@ -321,7 +321,9 @@ class StreamRuntime:
         if part is None:
             late = self.metrics.creator_late.inc
             part = CreatorPartition(partition, self.settings.window_ms, self.expected_sources, on_late=late)
-            loaded = part.restore(self._state_items(partition))
+            s = self.settings
+            limit = int(time.time() * 1000) + s.max_clock_skew_ms - s.allowed_lateness_ms
+            loaded = part.restore(self._state_items(partition), max_watermark_ms=limit)
             log.info("creator stage %s: restored %d open windows from the state table", part.source, loaded)
             self.creators[partition] = part
         return part

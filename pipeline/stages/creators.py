@@ -18,6 +18,7 @@ restore) is dropped and counted through `on_late` (the worker: `livecommerce_cre
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -26,6 +27,8 @@ from pipeline.windows import codec
 from pipeline.windows.aggregate import CREATOR_KEY, START, WindowAggregator, partial_events
 from pipeline.windows.checkpoint import Checkpoint, checkpoint_windows, restore_windows
 from pipeline.windows.timing import NO_WATERMARK, is_final
+
+log = logging.getLogger(__name__)
 
 
 class CreatorPartition:
@@ -81,9 +84,24 @@ class CreatorPartition:
             self._meta_dirty = False
         return cp
 
-    def restore(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+    def restore(self, items: Iterable[tuple[bytes, bytes]], max_watermark_ms: int | None = None) -> int:
+        """Load this partition's state; returns windows loaded. With `max_watermark_ms` (the highest
+        watermark a source can have by the trusted clock: worker clock + skew - lateness), a persisted
+        source watermark above it (written before event time was bounded, e.g. after a producer a year
+        ahead) is corrected down to it and logged, as the room stage corrects its own: the source's
+        lower watermarks would otherwise be ignored here for as long as that time is ahead."""
         loaded, others = restore_windows(self.windows, self.source, items)
         for kind, _rest, value in others:
             if kind == codec.SOURCE_META:
                 self.source_watermarks = orjson.loads(value)
+        if max_watermark_ms is not None:
+            for source, wm in self.source_watermarks.items():
+                if wm > max_watermark_ms:
+                    log.warning(
+                        "creator stage %s: persisted watermark of %s is %.0f s past the trusted clock;"
+                        " corrected to %d",
+                        self.source, source, (wm - max_watermark_ms) / 1000, max_watermark_ms,
+                    )  # fmt: skip
+                    self.source_watermarks[source] = max_watermark_ms
+                    self._meta_dirty = True
         return loaded

@@ -109,6 +109,24 @@ def test_a_persisted_watermark_ahead_of_the_clock_is_corrected_at_start(caplog):
     assert orjson.loads(meta[0])[0] == T0 + SETTINGS.max_clock_skew_ms
 
 
+def test_a_persisted_creator_source_watermark_ahead_of_the_clock_is_corrected_at_start(caplog):
+    year = 365 * 86_400_000
+    room = IngestProcessor(SETTINGS).partition("live.views", 0)
+    assert send(room, 0, view(0, T0 + year), T0 + year).accepted  # written before time was bounded
+    creator = CreatorPartition(0, SETTINGS.window_ms, expected_sources=1)
+    for value in room.checkpoint().forwards.get(0, []):
+        creator.apply(value)
+    assert max(creator.source_watermarks.values()) > T0 + year // 2
+    limit = T0 + SETTINGS.max_clock_skew_ms - SETTINGS.allowed_lateness_ms
+    restored = CreatorPartition(0, SETTINGS.window_ms, expected_sources=1)
+    with caplog.at_level(logging.WARNING, logger="pipeline.stages.creators"):
+        restored.restore(creator.checkpoint().state.items(), max_watermark_ms=limit)
+    assert restored.source_watermarks == {source: limit for source in creator.source_watermarks}
+    assert "corrected" in caplog.text
+    meta = [v for k, v in restored.checkpoint().state.items() if k.startswith(b"m|")]
+    assert orjson.loads(meta[0]) == restored.source_watermarks  # made durable with the next checkpoint
+
+
 def test_a_watermark_behind_the_clock_is_restored_unchanged():
     old = IngestProcessor(SETTINGS).partition("live.views", 0)
     send(old, 0, view(0, T0), T0)
