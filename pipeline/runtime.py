@@ -56,7 +56,7 @@ from pipeline.stages.creators import CreatorPartition
 from pipeline.stages.rooms import IngestProcessor, RoomPartition
 from pipeline.topics import contributions_topic
 from pipeline.windows.checkpoint import Checkpoint
-from pipeline.windows.timing import NO_WATERMARK
+from pipeline.windows.timing import NO_WATERMARK, watermark
 
 log = logging.getLogger(__name__)
 # How long a batch waits for Faust to recover the state of a partition newly assigned to this worker.
@@ -321,8 +321,9 @@ class StreamRuntime:
         if part is None:
             late = self.metrics.creator_late.inc
             part = CreatorPartition(partition, self.settings.window_ms, self.expected_sources, on_late=late)
-            s = self.settings
-            limit = int(time.time() * 1000) + s.max_clock_skew_ms - s.allowed_lateness_ms
+            # The highest watermark a source can have: its event time is bounded by clock + skew.
+            trusted_max_event_ms = int(time.time() * 1000) + self.settings.max_clock_skew_ms
+            limit = watermark(trusted_max_event_ms, self.settings.allowed_lateness_ms)
             loaded = part.restore(self._state_items(partition), max_watermark_ms=limit)
             log.info("creator stage %s: restored %d open windows from the state table", part.source, loaded)
             self.creators[partition] = part
@@ -441,7 +442,7 @@ class StreamRuntime:
         """Creator partitions this worker is assigned or holds, including those whose first
         contribution it has not consumed yet (their creators may already have raw events stored)."""
         topic = contributions_topic(self.settings)
-        assigned = {tp[1] for tp in self.partitions.assignment() if tp[0] == topic}
+        assigned = {tp.partition for tp in self.partitions.assignment() if tp.topic == topic}
         return assigned | set(self.creators)
 
     def state_size(self) -> tuple[int, int]:
